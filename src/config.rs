@@ -1,0 +1,898 @@
+//! Settings: the process environment, optionally layered under the JSON keys of a Secrets Manager
+//! secret, parsed and validated once at start-up.
+//!
+//! Every variable of the seed deployment guide (`DT_ENVIRONMENT`, `OAUTH_CLIENT_ID`,
+//! `OAUTH_CLIENT_SECRET`, `DT_ACCOUNT_URN`, `DT_PLATFORM_TOKEN`, `MCP_AUTH_TOKEN`, `MCP_LOG_LEVEL`)
+//! keeps its name and meaning. Parsing happens here, at the edge: the rest of the crate receives
+//! validated types (`DtEnvironment`, `Credentials`, …) and never reads the environment itself.
+//!
+//! A bad value stops start-up with one [`ConfigError`] line that names the variable and the
+//! expected form. Secret values never appear in that line: they are held as [`SecretString`] from
+//! the moment they are read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The default SSO token endpoint of Dynatrace SaaS.
+pub const DEFAULT_SSO_URL: &str = "https://sso.dynatrace.com/sso/oauth2/token";
+/// Default request body limit for the HTTP front doors (1 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Default size budget of one tool result (text plus structured content), sized for a model's
+/// context rather than for a transport's maximum.
+pub const DEFAULT_RESULT_MAX_BYTES: usize = 128 * 1024;
+
+/// Variables this server understands. A Secrets Manager secret may carry any of them; an unknown
+/// key in the secret is reported (by name only) instead of being silently ignored.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "DT_ENVIRONMENT",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET",
+    "DT_ACCOUNT_URN",
+    "DT_PLATFORM_TOKEN",
+    "DT_SSO_URL",
+    "DT_CA_BUNDLE",
+    "MCP_AUTH_TOKEN",
+    "MCP_LOG_LEVEL",
+    "MCP_ALLOWED_HOSTS",
+    "MCP_ALLOWED_ORIGINS",
+    "MCP_ALLOW_UNAUTHENTICATED",
+    "MCP_TOOL_TIMEOUT_SECONDS",
+    "MCP_MAX_REQUEST_BYTES",
+    "MCP_SIGNING_KEY",
+    "MCP_RESULT_MAX_BYTES",
+    "MCP_LOG_FORMAT",
+];
+
+/// A start-up configuration problem: which variable, and what form was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where settings come from: variable name → value. Empty values count as unset, as the seed's
+/// task definition may pass `""` for a variable it does not use.
+#[derive(Clone, Default)]
+pub struct Source {
+    vars: HashMap<String, String>,
+    /// Which keys came from the Secrets Manager secret (for messages only).
+    from_secret: Vec<String>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: list the names only.
+        let mut keys: Vec<_> = self.vars.keys().collect();
+        keys.sort();
+        f.debug_struct("Source").field("keys", &keys).finish()
+    }
+}
+
+impl Source {
+    /// The process environment.
+    pub fn from_env() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let vars = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        Self {
+            vars,
+            from_secret: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(|v| v.trim())
+    }
+
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let value = value.into();
+        let key = key.into();
+        if value.trim().is_empty() {
+            self.vars.remove(&key);
+        } else {
+            self.vars.insert(key, value);
+        }
+    }
+
+    /// The Secrets Manager secret id, if one is configured (`DT_SECRET_ID`, or `MCP_SECRET_ID`).
+    pub fn secret_id(&self) -> Option<&str> {
+        self.get("DT_SECRET_ID")
+            .or_else(|| self.get("MCP_SECRET_ID"))
+    }
+
+    /// Lays the keys of a secret's JSON object over this source. Returns the keys that are not
+    /// variables this server knows (they are ignored, and the caller reports them by name).
+    pub fn overlay_secret(&mut self, secret_json: &str) -> Result<Vec<String>, ConfigError> {
+        let parsed: serde_json::Value = serde_json::from_str(secret_json).map_err(|_| {
+            ConfigError::new(
+                "DT_SECRET_ID",
+                "the secret's value is not JSON; store a JSON object such as \
+                 {\"DT_ENVIRONMENT\":\"https://abc12345.apps.dynatrace.com\",\"DT_PLATFORM_TOKEN\":\"dt0s16....\"}",
+            )
+        })?;
+        let serde_json::Value::Object(map) = parsed else {
+            return Err(ConfigError::new(
+                "DT_SECRET_ID",
+                "the secret's value must be a JSON object whose keys are variable names (e.g. DT_ENVIRONMENT)",
+            ));
+        };
+        let mut unknown = Vec::new();
+        for (key, value) in map {
+            if !KNOWN_VARIABLES.contains(&key.as_str()) {
+                unknown.push(key);
+                continue;
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Null => continue,
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("{key} (in secret)"),
+                        "must be a string",
+                    ));
+                }
+            };
+            self.from_secret.push(key.clone());
+            self.set(key, value);
+        }
+        Ok(unknown)
+    }
+
+    fn origin(&self, key: &str) -> String {
+        if self.from_secret.iter().any(|k| k == key) {
+            format!("{key} (from the secret)")
+        } else {
+            key.to_string()
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
+            Some("1") | Some("true") | Some("yes") | Some("on") => Ok(true),
+            Some(_) => Err(ConfigError::new(
+                self.origin(key),
+                "expected 1 or 0 (true or false)",
+            )),
+        }
+    }
+}
+
+/// A validated Dynatrace platform environment URL, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtEnvironment(Url);
+
+impl DtEnvironment {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let expected = "expected the platform URL of your environment, such as https://abc12345.apps.dynatrace.com";
+        let url = Url::parse(raw.trim())
+            .map_err(|_| format!("{expected}; got a value that is not a URL"))?;
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(format!("{expected}; the URL has no host"));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&host) => {}
+            "http" => {
+                return Err(format!(
+                    "{expected}; http:// is only accepted for a loopback address, use https://"
+                ));
+            }
+            _ => return Err(format!("{expected}; the scheme must be https")),
+        }
+        if host.ends_with(".live.dynatrace.com") {
+            let id = host.trim_end_matches(".live.dynatrace.com");
+            return Err(format!(
+                "{host} is the classic (Gen2) API host; the platform APIs this server calls live under \
+                 apps.dynatrace.com: use https://{id}.apps.dynatrace.com"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{expected}; remove the user name and password from the URL"
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{expected}; remove the query string and fragment"));
+        }
+        let mut url = url;
+        let trimmed = url.path().trim_end_matches('/').to_string();
+        url.set_path(&trimmed);
+        Ok(Self(url))
+    }
+
+    /// The base URL as a string without trailing slash, e.g. `https://abc12345.apps.dynatrace.com`.
+    pub fn base(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+
+    /// An absolute URL for a platform API path (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// How this server authenticates to Dynatrace.
+#[derive(Clone)]
+pub enum Credentials {
+    /// `DT_PLATFORM_TOKEN`, sent as `Authorization: Bearer …`.
+    PlatformToken(SecretString),
+    /// OAuth client credentials, exchanged at the SSO token endpoint.
+    OAuth {
+        client_id: String,
+        client_secret: SecretString,
+        account_urn: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::PlatformToken(_) => f.write_str("PlatformToken([redacted])"),
+            Credentials::OAuth {
+                client_id,
+                account_urn,
+                ..
+            } => f
+                .debug_struct("OAuth")
+                .field("client_id", client_id)
+                .field("client_secret", &"[redacted]")
+                .field("account_urn", account_urn)
+                .finish(),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::PlatformToken(_) => "platform token",
+            Credentials::OAuth { .. } => "OAuth client credentials",
+        }
+    }
+
+    /// Bytes that identify this credential without revealing it: used to derive keys (cache keys,
+    /// the default signing key), never logged.
+    pub fn fingerprint_material(&self) -> Vec<u8> {
+        match self {
+            Credentials::PlatformToken(token) => {
+                [b"platform:".as_slice(), token.expose_secret().as_bytes()].concat()
+            }
+            Credentials::OAuth {
+                client_id,
+                client_secret,
+                account_urn,
+            } => [
+                b"oauth:".as_slice(),
+                client_id.as_bytes(),
+                b"\n",
+                client_secret.expose_secret().as_bytes(),
+                b"\n",
+                account_urn.as_bytes(),
+            ]
+            .concat(),
+        }
+    }
+}
+
+/// `MCP_LOG_LEVEL`: the seed's names (`off`, `error`, `warn`, `info`, `debug`) plus `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        Ok(match raw.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            // `access` is the Go server's name for its request log level.
+            "info" | "access" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_LOG_LEVEL",
+                    "expected one of off, error, warn, info, debug, trace",
+                ));
+            }
+        })
+    }
+
+    pub fn from_source(source: &Source) -> Result<Self, ConfigError> {
+        source
+            .get("MCP_LOG_LEVEL")
+            .map(LogLevel::parse)
+            .transpose()
+            .map(|level| level.unwrap_or(LogLevel::Info))
+    }
+
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Which front door is starting: it changes defaults (timeouts, the Host allow-list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontDoor {
+    Http,
+    Lambda,
+    Stdio,
+}
+
+/// The validated settings of one process.
+#[derive(Clone)]
+pub struct Settings {
+    pub environment: DtEnvironment,
+    pub credentials: Credentials,
+    pub sso_url: Url,
+    /// `MCP_AUTH_TOKEN`: required on every MCP request over HTTP when set.
+    pub mcp_auth_token: Option<SecretString>,
+    /// `MCP_ALLOW_UNAUTHENTICATED=1`: a gateway in front authenticates callers.
+    pub allow_unauthenticated: bool,
+    /// `MCP_ALLOWED_HOSTS`: `None` when unset (the front door picks its default), `Some(vec![])`
+    /// when set to `*` (any Host).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// `MCP_ALLOWED_ORIGINS`: `None` when unset.
+    pub allowed_origins: Option<Vec<String>>,
+    pub log_level: LogLevel,
+    /// The longest a tool call may take, before any Lambda deadline is applied.
+    pub tool_timeout: Duration,
+    pub max_request_bytes: usize,
+    /// `MCP_RESULT_MAX_BYTES`: size budget of one tool result.
+    pub result_budget_bytes: usize,
+    /// `DT_CA_BUNDLE`: extra PEM roots trusted for outbound HTTPS, beside the system's.
+    pub ca_bundle: Option<PathBuf>,
+    /// `MCP_SIGNING_KEY`: signs handles handed to clients (query handles). When unset, a key is
+    /// derived from the Dynatrace credential, so every instance that shares it agrees.
+    pub signing_key: Option<SecretString>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("environment", &self.environment.base())
+            .field("credentials", &self.credentials)
+            .field("sso_url", &self.sso_url.as_str())
+            .field(
+                "mcp_auth_token",
+                &self.mcp_auth_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("log_level", &self.log_level)
+            .field("tool_timeout", &self.tool_timeout)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("result_budget_bytes", &self.result_budget_bytes)
+            .field("ca_bundle", &self.ca_bundle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Parses and validates every setting. The first problem found is returned.
+    pub fn from_source(source: &Source, front_door: FrontDoor) -> Result<Self, ConfigError> {
+        let environment = match source.get("DT_ENVIRONMENT") {
+            Some(raw) => DtEnvironment::parse(raw)
+                .map_err(|problem| ConfigError::new(source.origin("DT_ENVIRONMENT"), problem))?,
+            None => {
+                return Err(ConfigError::new(
+                    "DT_ENVIRONMENT",
+                    "is required: set it to your environment's platform URL, such as https://abc12345.apps.dynatrace.com",
+                ));
+            }
+        };
+
+        let credentials = credentials_from(source)?;
+
+        let sso_url = match source.get("DT_SSO_URL") {
+            None => Url::parse(DEFAULT_SSO_URL).expect("default SSO URL is valid"),
+            Some(raw) => parse_endpoint_url(raw).map_err(|problem| {
+                ConfigError::new(
+                    source.origin("DT_SSO_URL"),
+                    format!("{problem}; expected the token endpoint, such as {DEFAULT_SSO_URL}"),
+                )
+            })?,
+        };
+
+        let mcp_auth_token = source
+            .get("MCP_AUTH_TOKEN")
+            .map(|token| SecretString::from(token.to_string()));
+        if let Some(token) = &mcp_auth_token
+            && token.expose_secret().len() < 16
+        {
+            return Err(ConfigError::new(
+                source.origin("MCP_AUTH_TOKEN"),
+                "is too short: use at least 16 random characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+
+        let allowed_hosts = source.get("MCP_ALLOWED_HOSTS").map(|raw| {
+            let list = split_list(raw);
+            if list.iter().any(|h| h == "*") {
+                Vec::new()
+            } else {
+                list
+            }
+        });
+        if let Some(hosts) = &allowed_hosts
+            && let Some(bad) = hosts.iter().find(|h| h.contains("://") || h.contains('/'))
+        {
+            return Err(ConfigError::new(
+                source.origin("MCP_ALLOWED_HOSTS"),
+                format!(
+                    "expected host names or host:port pairs separated by commas (e.g. mcp.example.com,mcp.example.com:443), or *; `{bad}` looks like a URL"
+                ),
+            ));
+        }
+
+        let allowed_origins = source.get("MCP_ALLOWED_ORIGINS").map(split_list);
+        if let Some(origins) = &allowed_origins
+            && let Some(bad) = origins
+                .iter()
+                .find(|o| *o != "null" && !(o.starts_with("https://") || o.starts_with("http://")))
+        {
+            return Err(ConfigError::new(
+                source.origin("MCP_ALLOWED_ORIGINS"),
+                format!(
+                    "expected origins with a scheme separated by commas (e.g. https://app.example.com,http://localhost:*); got `{bad}`"
+                ),
+            ));
+        }
+
+        let default_timeout = match front_door {
+            FrontDoor::Lambda | FrontDoor::Http => 25,
+            FrontDoor::Stdio => 60,
+        };
+        let tool_timeout = match source.get("MCP_TOOL_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(default_timeout),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs @ 1..=900) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("MCP_TOOL_TIMEOUT_SECONDS"),
+                        "expected a whole number of seconds between 1 and 900",
+                    ));
+                }
+            },
+        };
+
+        let max_request_bytes = match source.get("MCP_MAX_REQUEST_BYTES") {
+            None => DEFAULT_MAX_REQUEST_BYTES,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(bytes @ 1024..=10_485_760) => bytes,
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("MCP_MAX_REQUEST_BYTES"),
+                        "expected a number of bytes between 1024 and 10485760",
+                    ));
+                }
+            },
+        };
+
+        let result_budget_bytes = match source.get("MCP_RESULT_MAX_BYTES") {
+            None => DEFAULT_RESULT_MAX_BYTES,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(bytes @ 4096..=5_000_000) => bytes,
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("MCP_RESULT_MAX_BYTES"),
+                        "expected a number of bytes between 4096 and 5000000 (Lambda answers at most 6 MB, an ALB 1 MB)",
+                    ));
+                }
+            },
+        };
+
+        let ca_bundle = source.get("DT_CA_BUNDLE").map(PathBuf::from);
+        if let Some(path) = &ca_bundle
+            && !path.is_file()
+        {
+            return Err(ConfigError::new(
+                source.origin("DT_CA_BUNDLE"),
+                format!(
+                    "expected the path of a PEM file of CA certificates; {} is not a readable file",
+                    path.display()
+                ),
+            ));
+        }
+
+        let signing_key = source
+            .get("MCP_SIGNING_KEY")
+            .map(|key| SecretString::from(key.to_string()));
+        if let Some(key) = &signing_key
+            && key.expose_secret().len() < 32
+        {
+            return Err(ConfigError::new(
+                source.origin("MCP_SIGNING_KEY"),
+                "is too short: use at least 32 random characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+
+        Ok(Settings {
+            environment,
+            credentials,
+            sso_url,
+            mcp_auth_token,
+            allow_unauthenticated: source.flag("MCP_ALLOW_UNAUTHENTICATED")?,
+            allowed_hosts,
+            allowed_origins,
+            log_level: LogLevel::from_source(source)?,
+            tool_timeout,
+            max_request_bytes,
+            result_budget_bytes,
+            ca_bundle,
+            signing_key,
+        })
+    }
+
+    /// The non-secret settings as name → value, for the start-up log line.
+    pub fn summary(&self) -> BTreeMap<&'static str, String> {
+        let mut map = BTreeMap::new();
+        map.insert("environment", self.environment.base().to_string());
+        map.insert("credentials", self.credentials.kind().to_string());
+        map.insert(
+            "auth_token",
+            if self.mcp_auth_token.is_some() {
+                "set"
+            } else {
+                "unset"
+            }
+            .to_string(),
+        );
+        map.insert("tool_timeout_s", self.tool_timeout.as_secs().to_string());
+        map
+    }
+}
+
+fn credentials_from(source: &Source) -> Result<Credentials, ConfigError> {
+    // A platform token wins when both are configured, as in the Go server.
+    if let Some(token) = source.get("DT_PLATFORM_TOKEN") {
+        if token.chars().any(char::is_whitespace) {
+            return Err(ConfigError::new(
+                source.origin("DT_PLATFORM_TOKEN"),
+                "must not contain spaces or line breaks (expected a platform token such as dt0s16.XXXX)",
+            ));
+        }
+        return Ok(Credentials::PlatformToken(SecretString::from(
+            token.to_string(),
+        )));
+    }
+    let client_id = source.get("OAUTH_CLIENT_ID");
+    let client_secret = source.get("OAUTH_CLIENT_SECRET");
+    let account_urn = source.get("DT_ACCOUNT_URN");
+    match (client_id, client_secret, account_urn) {
+        (None, None, None) => Err(ConfigError::new(
+            "DT_PLATFORM_TOKEN",
+            "no Dynatrace credentials: set DT_PLATFORM_TOKEN, or all of OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET and DT_ACCOUNT_URN",
+        )),
+        (None, _, _) => Err(ConfigError::new(
+            "OAUTH_CLIENT_ID",
+            "is required with OAuth credentials (expected a client id such as dt0s02.XXXXXXXX)",
+        )),
+        (_, None, _) => Err(ConfigError::new(
+            "OAUTH_CLIENT_SECRET",
+            "is required with OAuth credentials (expected the client secret issued with OAUTH_CLIENT_ID)",
+        )),
+        (_, _, None) => Err(ConfigError::new(
+            "DT_ACCOUNT_URN",
+            "is required with OAuth credentials (expected urn:dtaccount:<account-uuid>)",
+        )),
+        (Some(id), Some(secret), Some(urn)) => {
+            if !urn.starts_with("urn:dtaccount:") || urn.len() <= "urn:dtaccount:".len() {
+                return Err(ConfigError::new(
+                    source.origin("DT_ACCOUNT_URN"),
+                    "expected urn:dtaccount:<account-uuid>",
+                ));
+            }
+            if id.chars().any(char::is_whitespace) {
+                return Err(ConfigError::new(
+                    source.origin("OAUTH_CLIENT_ID"),
+                    "must not contain spaces (expected a client id such as dt0s02.XXXXXXXX)",
+                ));
+            }
+            Ok(Credentials::OAuth {
+                client_id: id.to_string(),
+                client_secret: SecretString::from(secret.to_string()),
+                account_urn: urn.to_string(),
+            })
+        }
+    }
+}
+
+fn parse_endpoint_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|_| "not a URL".to_string())?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.scheme() {
+        "https" if !host.is_empty() => Ok(url),
+        "http" if is_loopback_host(&host) => Ok(url),
+        "http" => Err("http:// is only accepted for a loopback address".to_string()),
+        _ => Err("the scheme must be https".to_string()),
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(pairs: &[(&str, &str)]) -> Source {
+        Source::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn platform(extra: &[(&str, &str)]) -> Source {
+        let mut pairs = vec![
+            ("DT_ENVIRONMENT", "https://abc12345.apps.dynatrace.com/"),
+            ("DT_PLATFORM_TOKEN", "dt0s16.SAMPLE.SECRETVALUE"),
+        ];
+        pairs.extend_from_slice(extra);
+        source(&pairs)
+    }
+
+    #[test]
+    fn environment_is_normalised_without_trailing_slash() {
+        let s = Settings::from_source(&platform(&[]), FrontDoor::Http).unwrap();
+        assert_eq!(s.environment.base(), "https://abc12345.apps.dynatrace.com");
+        assert_eq!(
+            s.environment.url("/platform/x"),
+            "https://abc12345.apps.dynatrace.com/platform/x"
+        );
+    }
+
+    #[test]
+    fn environment_rejects_live_host_with_a_hint() {
+        let err = DtEnvironment::parse("https://abc12345.live.dynatrace.com").unwrap_err();
+        assert!(err.contains("https://abc12345.apps.dynatrace.com"), "{err}");
+    }
+
+    #[test]
+    fn environment_rejects_plain_http_unless_loopback() {
+        assert!(DtEnvironment::parse("http://abc12345.apps.dynatrace.com").is_err());
+        assert!(DtEnvironment::parse("http://127.0.0.1:8080").is_ok());
+        assert!(DtEnvironment::parse("http://localhost:8080").is_ok());
+        assert!(DtEnvironment::parse("http://[::1]:8080").is_ok());
+        assert!(DtEnvironment::parse("ftp://x.apps.dynatrace.com").is_err());
+        assert!(DtEnvironment::parse("abc12345").is_err());
+    }
+
+    #[test]
+    fn missing_environment_names_the_variable() {
+        let err = Settings::from_source(&source(&[("DT_PLATFORM_TOKEN", "x")]), FrontDoor::Http)
+            .unwrap_err();
+        assert_eq!(err.variable, "DT_ENVIRONMENT");
+    }
+
+    #[test]
+    fn empty_strings_count_as_unset() {
+        let err = Settings::from_source(
+            &source(&[("DT_ENVIRONMENT", "  "), ("DT_PLATFORM_TOKEN", "x")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "DT_ENVIRONMENT");
+        assert!(err.problem.contains("required"));
+    }
+
+    #[test]
+    fn credentials_are_required_and_partial_oauth_names_the_missing_part() {
+        let base = [("DT_ENVIRONMENT", "https://abc12345.apps.dynatrace.com")];
+        let err = Settings::from_source(&source(&base), FrontDoor::Http).unwrap_err();
+        assert!(err.problem.contains("OAUTH_CLIENT_ID"));
+        let err = Settings::from_source(
+            &source(&[
+                base[0],
+                ("OAUTH_CLIENT_ID", "dt0s02.ABC"),
+                ("OAUTH_CLIENT_SECRET", "s"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "DT_ACCOUNT_URN");
+        let err = Settings::from_source(
+            &source(&[
+                base[0],
+                ("OAUTH_CLIENT_ID", "dt0s02.ABC"),
+                ("OAUTH_CLIENT_SECRET", "very-secret-value"),
+                ("DT_ACCOUNT_URN", "account-1"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "DT_ACCOUNT_URN");
+        assert!(!err.to_string().contains("very-secret-value"));
+    }
+
+    #[test]
+    fn oauth_credentials_parse() {
+        let s = Settings::from_source(
+            &source(&[
+                ("DT_ENVIRONMENT", "https://abc12345.apps.dynatrace.com"),
+                ("OAUTH_CLIENT_ID", "dt0s02.ABC"),
+                ("OAUTH_CLIENT_SECRET", "dt0s02.ABC.DEF"),
+                ("DT_ACCOUNT_URN", "urn:dtaccount:1234"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        assert!(matches!(s.credentials, Credentials::OAuth { .. }));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("dt0s02.ABC.DEF"), "{debug}");
+    }
+
+    #[test]
+    fn platform_token_wins_over_oauth() {
+        let s = Settings::from_source(
+            &platform(&[("OAUTH_CLIENT_ID", "dt0s02.ABC")]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        assert!(matches!(s.credentials, Credentials::PlatformToken(_)));
+    }
+
+    #[test]
+    fn secret_values_never_reach_errors_or_debug_output() {
+        let err = Settings::from_source(
+            &platform(&[("MCP_AUTH_TOKEN", "short-secret")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "MCP_AUTH_TOKEN");
+        assert!(!err.to_string().contains("short-secret"));
+        let s = Settings::from_source(
+            &platform(&[("MCP_AUTH_TOKEN", "a-long-enough-auth-token")]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("a-long-enough-auth-token"));
+        assert!(!debug.contains("SECRETVALUE"));
+    }
+
+    #[test]
+    fn log_levels_parse_case_insensitively_and_reject_unknown() {
+        assert_eq!(LogLevel::parse("DEBUG").unwrap(), LogLevel::Debug);
+        assert_eq!(LogLevel::parse("warning").unwrap(), LogLevel::Warn);
+        assert_eq!(LogLevel::parse("access").unwrap(), LogLevel::Info);
+        assert_eq!(
+            LogLevel::parse("loud").unwrap_err().variable,
+            "MCP_LOG_LEVEL"
+        );
+    }
+
+    #[test]
+    fn tool_timeout_defaults_per_front_door_and_validates() {
+        let s = Settings::from_source(&platform(&[]), FrontDoor::Lambda).unwrap();
+        assert_eq!(s.tool_timeout, Duration::from_secs(25));
+        let s = Settings::from_source(&platform(&[]), FrontDoor::Stdio).unwrap();
+        assert_eq!(s.tool_timeout, Duration::from_secs(60));
+        let err = Settings::from_source(
+            &platform(&[("MCP_TOOL_TIMEOUT_SECONDS", "0")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "MCP_TOOL_TIMEOUT_SECONDS");
+    }
+
+    #[test]
+    fn allowed_hosts_and_origins_parse() {
+        let s = Settings::from_source(
+            &platform(&[
+                (
+                    "MCP_ALLOWED_HOSTS",
+                    "mcp.example.com, abc.execute-api.us-east-1.amazonaws.com",
+                ),
+                ("MCP_ALLOWED_ORIGINS", "https://app.example.com"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        assert_eq!(s.allowed_hosts.unwrap().len(), 2);
+        let s = Settings::from_source(&platform(&[("MCP_ALLOWED_HOSTS", "*")]), FrontDoor::Http)
+            .unwrap();
+        assert_eq!(s.allowed_hosts, Some(vec![]));
+        let err = Settings::from_source(
+            &platform(&[("MCP_ALLOWED_HOSTS", "https://mcp.example.com")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "MCP_ALLOWED_HOSTS");
+        let err = Settings::from_source(
+            &platform(&[("MCP_ALLOWED_ORIGINS", "app.example.com")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "MCP_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn secret_overlay_wins_and_reports_unknown_keys() {
+        let mut src = platform(&[]);
+        let unknown = src
+            .overlay_secret(r#"{"DT_ENVIRONMENT":"https://zzz99999.apps.dynatrace.com","DT_ENVIRONMNET":"typo","MCP_LOG_LEVEL":"debug"}"#)
+            .unwrap();
+        assert_eq!(unknown, vec!["DT_ENVIRONMNET".to_string()]);
+        let s = Settings::from_source(&src, FrontDoor::Lambda).unwrap();
+        assert_eq!(s.environment.base(), "https://zzz99999.apps.dynatrace.com");
+        assert_eq!(s.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn secret_overlay_rejects_non_objects_and_reports_origin() {
+        let mut src = platform(&[]);
+        assert!(src.overlay_secret("not json").is_err());
+        assert!(src.overlay_secret("[1,2]").is_err());
+        src.overlay_secret(r#"{"DT_ENVIRONMENT":"http://example.com"}"#)
+            .unwrap();
+        let err = Settings::from_source(&src, FrontDoor::Lambda).unwrap_err();
+        assert_eq!(err.variable, "DT_ENVIRONMENT (from the secret)");
+    }
+
+    #[test]
+    fn flags_reject_unclear_values() {
+        let err = Settings::from_source(
+            &platform(&[("MCP_ALLOW_UNAUTHENTICATED", "maybe")]),
+            FrontDoor::Http,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "MCP_ALLOW_UNAUTHENTICATED");
+    }
+}

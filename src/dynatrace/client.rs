@@ -1,0 +1,277 @@
+//! The one client struct for Dynatrace platform APIs.
+//!
+//! Every call goes through [`DynatraceClient::call`], which owns the cross-cutting rules:
+//! - the bearer comes from the [`TokenProvider`] for the call's scope set; a 401 on an OAuth token
+//!   invalidates it and retries once with a fresh one;
+//! - 429 and 503 are retried after `Retry-After` (or a short back-off) while the caller's deadline
+//!   leaves room, at most [`MAX_RETRIES`] times;
+//! - every request is bounded by the caller's [`Deadline`];
+//! - non-success statuses become typed [`DynatraceError`]s built from the platform's error envelope.
+//!
+//! Operation-specific code (Grail, environment, …) lives in sibling modules and only describes
+//! requests and decodes bodies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+
+use super::auth::{TokenProvider, transport_error};
+use super::error::DynatraceError;
+use super::grail::GrailUsage;
+use crate::config::{Credentials, DtEnvironment};
+use crate::deadline::Deadline;
+
+/// Retries after 429/503 per call.
+pub const MAX_RETRIES: u32 = 3;
+/// Used when a 429/503 carries no `Retry-After`.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+/// Sent as `dt-client-context`, which Dynatrace records with each query for auditing.
+const CLIENT_CONTEXT: &str = concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION"));
+
+/// One request to a platform API.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// Path below the environment URL, starting with `/platform/`.
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Option<serde_json::Value>,
+    /// OAuth scopes this call needs, space-separated (ignored for platform tokens).
+    pub scopes: String,
+    /// What the call is about, for messages ("query result", "environment").
+    pub what: String,
+}
+
+impl ApiRequest {
+    pub fn get(path: impl Into<String>, scopes: &str, what: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            scopes: scopes.to_string(),
+            what: what.into(),
+        }
+    }
+
+    pub fn post(
+        path: impl Into<String>,
+        body: serde_json::Value,
+        scopes: &str,
+        what: impl Into<String>,
+    ) -> Self {
+        Self {
+            method: Method::POST,
+            path: path.into(),
+            query: Vec::new(),
+            body: Some(body),
+            scopes: scopes.to_string(),
+            what: what.into(),
+        }
+    }
+
+    pub fn query(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn json<T: DeserializeOwned>(&self, context: &str) -> Result<T, DynatraceError> {
+        serde_json::from_slice(&self.body).map_err(|e| DynatraceError::Decode {
+            context: context.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+pub struct DynatraceClient {
+    http: reqwest::Client,
+    environment: DtEnvironment,
+    credentials: Credentials,
+    tokens: Arc<TokenProvider>,
+    usage: GrailUsage,
+}
+
+impl DynatraceClient {
+    pub fn new(
+        http: reqwest::Client,
+        environment: DtEnvironment,
+        credentials: Credentials,
+        tokens: Arc<TokenProvider>,
+    ) -> Self {
+        Self {
+            http,
+            environment,
+            credentials,
+            tokens,
+            usage: GrailUsage::default(),
+        }
+    }
+
+    /// Bytes scanned by Grail through this client.
+    pub fn grail_usage(&self) -> &GrailUsage {
+        &self.usage
+    }
+
+    pub fn environment(&self) -> &DtEnvironment {
+        &self.environment
+    }
+
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.tokens
+    }
+
+    /// Sends `request`, applying auth, refresh-on-401, retry-on-429/503 and the deadline.
+    pub async fn call(
+        &self,
+        request: &ApiRequest,
+        deadline: Deadline,
+    ) -> Result<ApiResponse, DynatraceError> {
+        let url = self.environment.url(&request.path);
+        let mut refreshed = false;
+        let mut retries = 0;
+        loop {
+            let remaining = deadline.remaining();
+            if remaining.is_zero() {
+                return Err(DynatraceError::Timeout {
+                    what: "Dynatrace API call",
+                });
+            }
+            let bearer = self
+                .tokens
+                .bearer(&self.credentials, &request.scopes, deadline)
+                .await?;
+            let mut builder = self
+                .http
+                .request(request.method.clone(), &url)
+                .header(AUTHORIZATION, bearer.header_value())
+                .header(ACCEPT, "application/json")
+                .header("dt-client-context", CLIENT_CONTEXT)
+                .timeout(deadline.remaining());
+            if !request.query.is_empty() {
+                builder = builder.query(&request.query);
+            }
+            if let Some(body) = &request.body {
+                builder = builder
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(serde_json::to_vec(body).expect("JSON values serialize"));
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| transport_error(e, "Dynatrace API call"))?;
+            let status = response.status().as_u16();
+            let retry_after = parse_retry_after(response.headers());
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(e, "Dynatrace API call"))?;
+            let retry_after = retry_after.or_else(|| retry_after_from_body(&body));
+            tracing::debug!(method = %request.method, path = %request.path, status, "dynatrace call");
+
+            match status {
+                200..=299 => return Ok(ApiResponse { status, body }),
+                401 if !refreshed && TokenProvider::can_refresh(&self.credentials) => {
+                    // The token may have been revoked or expired early: fetch a new one, once.
+                    self.tokens
+                        .invalidate(&self.credentials, &request.scopes, &bearer)
+                        .await;
+                    refreshed = true;
+                }
+                429 | 503 => {
+                    let wait = retry_after.unwrap_or(DEFAULT_BACKOFF * 2u32.pow(retries));
+                    // Only wait when the retry can still finish before the deadline.
+                    if retries < MAX_RETRIES
+                        && wait + Duration::from_millis(200) < deadline.remaining()
+                    {
+                        retries += 1;
+                        tracing::info!(
+                            status,
+                            wait_ms = wait.as_millis() as u64,
+                            retries,
+                            "Dynatrace asked to retry later"
+                        );
+                        tokio::time::sleep(wait).await;
+                    } else {
+                        return Err(DynatraceError::from_response(
+                            status,
+                            &body,
+                            &request.what,
+                            retry_after,
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(DynatraceError::from_response(
+                        status,
+                        &body,
+                        &request.what,
+                        retry_after,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date; capped at five minutes.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Ok(secs) = value.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return None;
+        }
+        Duration::from_secs_f64(secs)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(Duration::from_secs(300)))
+}
+
+/// `error.retryAfterSeconds`, which Grail sets on throttling besides the header.
+fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let secs = value.get("error")?.get("retryAfterSeconds")?.as_f64()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("0.5"));
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(500))
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("99999"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(300)));
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! The Lambda front door: `lambda_http` converts API Gateway (REST v1 and HTTP API v2), ALB and
+//! Function URL events into HTTP requests for the same Router the container serves.
+//!
+//! Two adjustments happen before routing:
+//! - a REST API (or a named HTTP API stage) puts the stage in the path (`/Prod/mcp`); it is
+//!   removed so the routes match wherever the API is mounted;
+//! - the request gets a deadline: the invocation's remaining time minus a margin, so the answer
+//!   leaves before Lambda (and API Gateway's 29–30 s integration timeout) cut it off.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use tower::ServiceExt;
+
+use crate::deadline::{Deadline, RequestDeadline};
+
+/// Kept back from the invocation deadline for serialising and returning the answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
+
+/// Runs the Router as a Lambda function until the runtime stops it.
+pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
+    let service = tower::service_fn(move |request: Request| {
+        let router = router.clone();
+        async move { router.oneshot(prepare(request)).await }
+    });
+    lambda_http::run(service).await
+}
+
+/// Strips the stage prefix and attaches the deadline. Public for the tests, which feed recorded
+/// events through the real `lambda_http` conversion and then this.
+pub fn prepare(mut request: Request) -> Request {
+    if let Some(stage) = stage_of(&request) {
+        strip_stage(&mut request, &stage);
+    }
+    if let Some(context) = request.lambda_context_ref() {
+        let deadline_ms = context.deadline;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        let deadline = Deadline::after(remaining.saturating_sub(DEADLINE_MARGIN));
+        request.extensions_mut().insert(RequestDeadline(deadline));
+    }
+    request
+}
+
+fn stage_of(request: &Request) -> Option<String> {
+    let stage = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(ctx) => ctx.stage.clone(),
+        RequestContext::ApiGatewayV2(ctx) => ctx.stage.clone(),
+        _ => None,
+    }?;
+    (!stage.is_empty() && stage != "$default").then_some(stage)
+}
+
+fn strip_stage(request: &mut Request, stage: &str) {
+    let uri = request.uri();
+    let path = uri.path();
+    let prefix = format!("/{stage}");
+    let stripped = if path == prefix {
+        "/".to_string()
+    } else if let Some(rest) = path.strip_prefix(&format!("{prefix}/")) {
+        format!("/{rest}")
+    } else {
+        return;
+    };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{stripped}?{q}"),
+        None => stripped,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(new_uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = new_uri;
+        }
+    }
+}

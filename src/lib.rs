@@ -1,0 +1,38 @@
+//! dynatrace-mcp: a Model Context Protocol server for the Dynatrace platform.
+//!
+//! One MCP handler, three front doors:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | `Settings`: environment, CLI flags and the Secrets Manager JSON, validated once; secrets stay `SecretString` |
+//! | [`secrets`] | reads the Secrets Manager secret at cold start |
+//! | [`startup`] | builds the shared `AppState` and the axum `Router` (used by `main`, the tests and the benchmark) |
+//! | [`http`] | the Router: MCP at `POST /mcp` and `POST /`, `GET /health`, auth, Accept normalisation, limits |
+//! | [`lambda`] | runs the same Router under `lambda_http`, with a per-request deadline from the Lambda context |
+//! | [`stdio`] | the same MCP handler over stdin/stdout |
+//! | [`mcp`] | the rmcp adapter: `McpServer`, the tool registry and the one place where errors become tool results |
+//! | [`tools`] | the tools: plain async functions over our own types, one file per tool group |
+//! | [`dynatrace`] | the outbound client: token provider, retries, Grail query execute/poll/cancel/verify |
+//! | [`sandbox`] | a simulated Dynatrace tenant with the real routes and shapes, for `demo`, tests and benchmarks |
+//!
+//! rmcp, the MCP SDK, is pinned exactly and only `mcp`, `http` and `stdio` name it: tool code works
+//! on [`tools::ToolContext`] and returns [`tools::ToolOutput`], so an SDK upgrade touches the adapter only.
+
+pub mod config;
+pub mod deadline;
+pub mod dynatrace;
+pub mod http;
+pub mod lambda;
+pub mod logging;
+pub mod mcp;
+pub mod sandbox;
+pub mod secrets;
+pub mod signing;
+pub mod startup;
+pub mod stdio;
+pub mod tools;
+
+/// The name every front door reports, as the seed's health check expects it.
+pub const SERVER_NAME: &str = "Dynatrace MCP Server";
+/// The crate version, reported by `/health`, `initialize` and `server/discover`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

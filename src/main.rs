@@ -1,0 +1,266 @@
+//! `dynatrace-mcp`: picks the front door and starts it. Everything else lives in the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dynatrace_mcp::config::{ConfigError, FrontDoor, LogLevel, Settings, Source};
+use dynatrace_mcp::logging::{self, LogFormat, LogHandle};
+use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
+use dynatrace_mcp::{http, lambda, secrets, startup, stdio};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "dynatrace-mcp",
+    version,
+    about = "A Model Context Protocol server for Dynatrace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over HTTP (POST /mcp and POST /, GET /health), e.g. in a container.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// Serve MCP over stdin/stdout for one local client (the default without a command).
+    Stdio,
+    /// Serve MCP against a built-in simulated Dynatrace tenant: no account needed.
+    Demo {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Serve the demo over stdio instead of HTTP.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// Exit 0 when the local server's /health answers healthy (for a container HEALTHCHECK).
+    Healthcheck {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// Run only the simulated Dynatrace tenant and print its URL and credentials.
+    Sandbox {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dynatrace-mcp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            return run_lambda().await;
+        }
+        match cli.command.unwrap_or(Command::Stdio) {
+            Command::Serve { host, port } => run_serve(SocketAddr::new(host, port)).await,
+            Command::Stdio => run_stdio().await,
+            Command::Demo { port, stdio } => run_demo(port, stdio).await,
+            Command::Healthcheck { port } => healthcheck(port).await,
+            Command::Sandbox { port } => run_sandbox(port).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dynatrace-mcp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logging, the secret, validated settings: the cold-start sequence shared by every front door.
+async fn load(
+    front_door: FrontDoor,
+    default_format: LogFormat,
+) -> anyhow::Result<(Settings, LogHandle)> {
+    let mut source = Source::from_env();
+    let level = LogLevel::from_source(&source)?;
+    let format = LogFormat::from_env_or(default_format)?;
+    let log = logging::init(level, format);
+    if let Some(secret_id) = source.secret_id().map(str::to_string) {
+        let started = std::time::Instant::now();
+        let secret = secrets::read_secret(&secret_id).await?;
+        let unknown = source.overlay_secret(&secret)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read settings from Secrets Manager"
+        );
+        if !unknown.is_empty() {
+            tracing::warn!(keys = ?unknown, "the secret has keys this server does not use; check their spelling");
+        }
+    }
+    let settings = Settings::from_source(&source, front_door)?;
+    log.set_level(settings.log_level);
+    tracing::info!(settings = ?settings.summary(), version = dynatrace_mcp::VERSION, "configuration loaded");
+    Ok((settings, log))
+}
+
+async fn run_lambda() -> anyhow::Result<()> {
+    let (settings, _log) = load(FrontDoor::Lambda, LogFormat::Json).await?;
+    let options =
+        startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
+    let state = startup::build_state(settings)?;
+    let router = http::router(state, options);
+    lambda::run(router)
+        .await
+        .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))
+}
+
+async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
+    let (settings, _log) = load(FrontDoor::Http, LogFormat::Json).await?;
+    if !bind.ip().is_loopback()
+        && settings.mcp_auth_token.is_none()
+        && !settings.allow_unauthenticated
+    {
+        return Err(ConfigError::new(
+            "MCP_AUTH_TOKEN",
+            format!(
+                "is required when serving on {bind} (a non-loopback address): set it, or set \
+                 MCP_ALLOW_UNAUTHENTICATED=1 if a gateway in front authenticates every caller"
+            ),
+        )
+        .into());
+    }
+    let shutdown = CancellationToken::new();
+    let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
+    let state = startup::build_state(settings)?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    tracing::info!(address = %bind, "serving MCP at POST /mcp and POST /, health at GET /health");
+    serve_until_signal(listener, http::router(state, options), shutdown).await
+}
+
+async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let signal = shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            signal.cancel();
+        })
+        .await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_stdio() -> anyhow::Result<()> {
+    let (settings, _log) = load(FrontDoor::Stdio, LogFormat::Text).await?;
+    let state = startup::build_state(settings)?;
+    stdio::serve(state).await
+}
+
+async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
+    let _log = logging::init(
+        LogLevel::from_source(&Source::from_env())?,
+        LogFormat::from_env_or(LogFormat::Text)?,
+    );
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await?;
+    let front_door = if over_stdio {
+        FrontDoor::Stdio
+    } else {
+        FrontDoor::Http
+    };
+    let settings = Settings::from_source(&sandbox.settings_source(), front_door)?;
+    let state = startup::build_state(settings.clone())?;
+    if over_stdio {
+        eprintln!(
+            "dynatrace-mcp demo: serving MCP on stdio against the simulated tenant at {}",
+            sandbox.url()
+        );
+        return stdio::serve(state).await;
+    }
+    let bind = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {bind}: {e} (pick another port with --port)")
+    })?;
+    let url = format!("http://{}/mcp", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
+    println!(
+        "dynatrace-mcp demo: MCP server at {url}\n\
+         (a simulated Dynatrace tenant answers at {sandbox}; nothing leaves this machine)\n\n\
+         Try it:\n  npx @modelcontextprotocol/inspector-cli --cli {url} --transport http --method tools/list\n\n\
+         Claude Code:\n  claude mcp add --transport http dynatrace-demo {url}\n\n\
+         Any MCP client (JSON config):\n  {{\"mcpServers\": {{\"dynatrace-demo\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}\n\n\
+         Press Ctrl-C to stop.",
+        sandbox = sandbox.url()
+    );
+    serve_until_signal(listener, http::router(state, options), shutdown).await
+}
+
+async fn run_sandbox(port: u16) -> anyhow::Result<()> {
+    let _log = logging::init(LogLevel::from_source(&Source::from_env())?, LogFormat::Text);
+    let sandbox = Sandbox::start(SandboxConfig {
+        port,
+        ..SandboxConfig::demo()
+    })
+    .await?;
+    println!("simulated Dynatrace tenant at {}", sandbox.url());
+    println!("settings to use it:");
+    for (key, value) in sandbox.settings_pairs() {
+        println!("  export {key}={value}");
+    }
+    wait_for_signal().await;
+    Ok(())
+}
+
+async fn healthcheck(port: u16) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/health");
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url} did not answer: {e}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() && body.get("status").and_then(|s| s.as_str()) == Some("healthy") {
+        Ok(())
+    } else {
+        anyhow::bail!("{url} answered {status}: {body}")
+    }
+}

@@ -1,0 +1,66 @@
+//! The one place where failures become what the client sees.
+//!
+//! A failure the model can act on (bad argument, Dynatrace said no, a handle expired) becomes an
+//! `isError: true` tool result whose text says what to change. Protocol errors (unknown tool,
+//! malformed request) are produced by `mcp::McpServer` and rmcp as JSON-RPC errors.
+
+use crate::dynatrace::DynatraceError;
+use crate::tools::ToolError;
+
+/// A short label for logs.
+pub fn kind(error: &ToolError) -> &'static str {
+    match error {
+        ToolError::InvalidArguments(_) => "invalid_arguments",
+        ToolError::Refused(_) => "refused",
+        ToolError::Dynatrace(e) => match e {
+            DynatraceError::Unauthorized { .. } => "unauthorized",
+            DynatraceError::Forbidden { .. } => "forbidden",
+            DynatraceError::NotFound { .. } => "not_found",
+            DynatraceError::BadRequest { .. } => "bad_request",
+            DynatraceError::RateLimited { .. } => "rate_limited",
+            DynatraceError::Upstream { .. } | DynatraceError::UnexpectedStatus { .. } => "upstream",
+            DynatraceError::Timeout { .. } => "timeout",
+            DynatraceError::Network(_) => "network",
+            DynatraceError::Decode { .. } => "decode",
+            DynatraceError::TokenRequest { .. } => "token_request",
+        },
+    }
+}
+
+/// The sentence the model reads.
+pub fn message(tool: &str, error: &ToolError) -> String {
+    match error {
+        ToolError::InvalidArguments(text) => {
+            format!("{tool}: {text}. Fix the arguments and call the tool again.")
+        }
+        ToolError::Refused(text) => format!("{tool}: {text}."),
+        ToolError::Dynatrace(DynatraceError::BadRequest { .. }) => {
+            format!("{tool}: {error}. Fix the statement or arguments and try again.")
+        }
+        ToolError::Dynatrace(DynatraceError::Timeout { .. }) => format!(
+            "{tool}: {error}. Narrow the query (shorter timeframe, more filters, a limit) or try again."
+        ),
+        ToolError::Dynatrace(_) => format!("{tool}: {error}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_tool_and_the_fix() {
+        let e =
+            ToolError::InvalidArguments("recordLimit must be between 1 and 10000, got 0".into());
+        assert_eq!(
+            message("execute_dql", &e),
+            "execute_dql: recordLimit must be between 1 and 10000, got 0. Fix the arguments and call the tool again."
+        );
+        let e = ToolError::Dynatrace(DynatraceError::Forbidden {
+            message: "x".into(),
+            missing_scopes: vec!["storage:logs:read".into()],
+        });
+        assert!(message("execute_dql", &e).contains("storage:logs:read"));
+        assert_eq!(kind(&e), "forbidden");
+    }
+}

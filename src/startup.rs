@@ -1,0 +1,101 @@
+//! Wiring: builds the shared [`AppState`] once (at cold start) and the HTTP options for a front
+//! door. `main`, the integration tests and the benchmark all go through these functions, so they
+//! run the production path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{FrontDoor, Settings};
+use crate::dynatrace::DynatraceClient;
+use crate::dynatrace::auth::TokenProvider;
+use crate::http::HttpOptions;
+use crate::signing::Signer;
+use crate::tools::{self, Registry};
+
+/// Everything a request needs, built once and shared.
+pub struct AppState {
+    pub settings: Settings,
+    pub dynatrace: Arc<DynatraceClient>,
+    pub signer: Signer,
+    pub tools: Registry,
+}
+
+/// Builds the state from validated settings: the one outbound HTTP client, the token provider,
+/// the signer and the tool registry.
+pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
+    let extra_ca = match &settings.ca_bundle {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("DT_CA_BUNDLE: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let http = crate::dynatrace::http_client(extra_ca.as_deref())?;
+    let tokens = Arc::new(TokenProvider::new(http.clone(), settings.sso_url.clone()));
+    let dynatrace = Arc::new(DynatraceClient::new(
+        http,
+        settings.environment.clone(),
+        settings.credentials.clone(),
+        tokens,
+    ));
+    let signer = match &settings.signing_key {
+        Some(key) => Signer::new(key.expose_secret().as_bytes()),
+        None => {
+            let mut material = settings.credentials.fingerprint_material();
+            material.extend_from_slice(settings.environment.base().as_bytes());
+            Signer::new(&material)
+        }
+    };
+    Ok(Arc::new(AppState {
+        settings,
+        dynatrace,
+        signer,
+        tools: tools::registry(),
+    }))
+}
+
+/// The HTTP options for a front door. `bind` is the listening address for `serve` (`None` on
+/// Lambda): it decides the default Host and Origin allow-lists.
+pub fn http_options(
+    settings: &Settings,
+    front_door: FrontDoor,
+    bind: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> HttpOptions {
+    let loopback = bind.is_some_and(|addr| addr.ip().is_loopback());
+    let allowed_hosts = match &settings.allowed_hosts {
+        Some(hosts) if hosts.is_empty() => None,
+        Some(hosts) => Some(hosts.clone()),
+        // A server on loopback only answers loopback names (DNS-rebinding protection). Behind a
+        // gateway or load balancer the public host name is not known in advance: any Host.
+        None if loopback && front_door == FrontDoor::Http => Some(
+            ["localhost", "127.0.0.1", "::1", "[::1]"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        ),
+        None => None,
+    };
+    let allowed_origins = match &settings.allowed_origins {
+        Some(origins) => origins.clone(),
+        None if loopback => vec![
+            "http://localhost:*".to_string(),
+            "http://127.0.0.1:*".to_string(),
+            "http://[::1]:*".to_string(),
+        ],
+        // Not a browser-facing server: any Origin is refused unless configured.
+        None => Vec::new(),
+    };
+    HttpOptions {
+        allowed_hosts,
+        allowed_origins,
+        auth_token: settings.mcp_auth_token.clone(),
+        max_request_bytes: settings.max_request_bytes,
+        tool_timeout: settings.tool_timeout,
+        shutdown,
+    }
+}

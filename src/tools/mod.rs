@@ -1,0 +1,224 @@
+//! The tools, as plain async functions over this crate's own types.
+//!
+//! Every tool file has the same shape: a documented `Params` struct (its `///` docs become the
+//! JSON Schema the model reads), an `Output` struct for `structuredContent` where the result is
+//! data, one async `run` function, and a `definition()` that ties them together. A new tool is
+//! one file plus one line in [`registry`].
+//!
+//! Tool code never names rmcp, axum, Lambda or stdio: it receives a [`ToolContext`] and returns a
+//! [`ToolOutput`] or a [`ToolError`]; `crate::mcp` adapts both to the protocol.
+
+pub mod dql;
+pub mod environment;
+pub mod format;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::deadline::Deadline;
+use crate::dynatrace::DynatraceError;
+use crate::startup::AppState;
+
+/// What a tool call gets besides its arguments.
+#[derive(Clone)]
+pub struct ToolContext {
+    pub state: Arc<AppState>,
+    /// When the answer must be on its way back to the client.
+    pub deadline: Deadline,
+    /// Cancelled when the client gave up on this call (disconnect, `notifications/cancelled`).
+    pub cancel: CancellationToken,
+}
+
+/// A successful tool answer: a concise text block for the model, and optionally the same data as
+/// `structuredContent` (conforming to the tool's output schema).
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    pub text: String,
+    pub structured: Option<Value>,
+}
+
+impl ToolOutput {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            structured: None,
+        }
+    }
+
+    pub fn with_structured<T: serde::Serialize>(mut self, value: &T) -> Self {
+        self.structured = Some(serde_json::to_value(value).expect("tool outputs serialize"));
+        self
+    }
+}
+
+/// A failure the model can act on. `crate::mcp::errors` turns it into an `isError` result whose
+/// text says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The arguments do not fit the schema or a rule; the text names the argument.
+    #[error("{0}")]
+    InvalidArguments(String),
+    #[error(transparent)]
+    Dynatrace(#[from] DynatraceError),
+    /// A condition the model can address in another way (a handle that expired, …).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Hints for clients about what a tool does (MCP tool annotations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Annotations {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+impl Annotations {
+    /// A tool that only reads from Dynatrace.
+    pub const READ: Annotations = Annotations {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    };
+}
+
+pub type JsonObject = Map<String, Value>;
+type BoxFuture = Pin<Box<dyn Future<Output = Result<ToolOutput, ToolError>> + Send>>;
+type Handler = Arc<dyn Fn(ToolContext, JsonObject) -> BoxFuture + Send + Sync>;
+
+/// A tool: its published contract and its handler.
+#[derive(Clone)]
+pub struct ToolDef {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub input_schema: Arc<JsonObject>,
+    pub output_schema: Option<Arc<JsonObject>>,
+    pub annotations: Annotations,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for ToolDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolDef")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolDef {
+    /// A tool whose arguments deserialize into `P`; the input schema is generated from `P`.
+    pub fn new<P, F, Fut>(
+        name: &'static str,
+        title: &'static str,
+        description: &'static str,
+        annotations: Annotations,
+        run: F,
+    ) -> Self
+    where
+        P: JsonSchema + DeserializeOwned + Send + 'static,
+        F: Fn(ToolContext, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ToolOutput, ToolError>> + Send + 'static,
+    {
+        let run = Arc::new(run);
+        let handler: Handler = Arc::new(move |ctx, args| {
+            let run = run.clone();
+            Box::pin(async move {
+                let params: P = parse_arguments(args)?;
+                run(ctx, params).await
+            })
+        });
+        Self {
+            name,
+            title,
+            description,
+            input_schema: Arc::new(schema_for::<P>()),
+            output_schema: None,
+            annotations,
+            handler,
+        }
+    }
+
+    /// Declares the `structuredContent` schema, generated from `O`.
+    pub fn with_output<O: JsonSchema>(mut self) -> Self {
+        self.output_schema = Some(Arc::new(schema_for::<O>()));
+        self
+    }
+
+    pub async fn call(&self, ctx: ToolContext, args: JsonObject) -> Result<ToolOutput, ToolError> {
+        (self.handler)(ctx, args).await
+    }
+}
+
+/// Deserializes arguments, turning serde's message into one that names the argument.
+fn parse_arguments<P: DeserializeOwned>(args: JsonObject) -> Result<P, ToolError> {
+    serde_path_to_error::deserialize(Value::Object(args)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ToolError::InvalidArguments(format!("invalid arguments: {inner}"))
+        } else {
+            ToolError::InvalidArguments(format!("invalid argument `{path}`: {inner}"))
+        }
+    })
+}
+
+/// A JSON Schema (2020-12, inlined, without `$schema`/`title`) for `T`.
+pub fn schema_for<T: JsonSchema>() -> JsonObject {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.meta_schema = None;
+    settings.inline_subschemas = true;
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut value = schema.to_value();
+    let object = value.as_object_mut().expect("a root schema is an object");
+    object.remove("title");
+    let mut object = std::mem::take(object);
+    // Tools without parameters still publish an object schema with (empty) properties.
+    if !object.contains_key("properties") && object.get("type") == Some(&Value::from("object")) {
+        object.insert("properties".into(), Value::Object(Map::new()));
+    }
+    object
+}
+
+/// Every tool this server offers, in `tools/list` order.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    tools: Vec<ToolDef>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&ToolDef> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ToolDef> {
+        self.tools.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+/// Builds the registry once at start-up.
+pub fn registry() -> Registry {
+    Registry {
+        tools: vec![
+            environment::definition(),
+            dql::execute_definition(),
+            dql::verify_definition(),
+        ],
+    }
+}
