@@ -22,6 +22,8 @@ use crate::deadline::Deadline;
 const BASE: &str = "/platform/storage/query/v1";
 /// Longest single long-poll; Grail holds a poll open at most this long.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait on `query:execute` before Grail hands back a request token.
+const EXECUTE_WAIT: Duration = Duration::from_secs(1);
 /// Time kept back from the deadline for answering the client after the last poll.
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(1500);
 
@@ -152,7 +154,7 @@ pub struct VerifyResponse {
 /// Where a query stands after [`DynatraceClient::run_query`] or [`DynatraceClient::resume_query`].
 #[derive(Debug, Clone)]
 pub enum QueryRun {
-    Finished(QueryResult),
+    Finished(Box<QueryResult>),
     /// Still running when the deadline came; poll again with this token.
     Running {
         request_token: String,
@@ -273,8 +275,11 @@ impl DynatraceClient {
     ) -> Result<QueryRun, DynatraceError> {
         let mut request = request.clone();
         if request.request_timeout_milliseconds.is_none() {
-            // Let Grail answer 200 when the query finishes in time, 202 otherwise.
-            request.request_timeout_milliseconds = Some(poll_wait(deadline).as_millis() as u64);
+            // Grail answers 200 when the query finishes within this wait, else 202 with a token.
+            // Kept short so the token is known early: a caller that goes away after that point
+            // gets its query cancelled.
+            request.request_timeout_milliseconds =
+                Some(poll_wait(deadline).min(EXECUTE_WAIT).as_millis() as u64);
         }
         let started = self.query_execute(&request, scopes, deadline).await?;
         self.follow(started, scopes, deadline, guard).await
@@ -340,7 +345,7 @@ impl DynatraceClient {
                         .and_then(|g| g.scanned_bytes)
                         .unwrap_or(0);
                     self.grail_usage().record(scanned);
-                    return Ok(QueryRun::Finished(result));
+                    return Ok(QueryRun::Finished(Box::new(result)));
                 }
                 QueryState::Failed => {
                     return Err(DynatraceError::BadRequest {

@@ -142,11 +142,13 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+type Maker = fn(usize, i128) -> Map<String, Value>;
+
 /// A data object: how many records, and how record `i` looks.
 pub struct Generated {
     len: usize,
     now: i128,
-    make: fn(usize, i128) -> Map<String, Value>,
+    make: Maker,
 }
 
 impl Source for Generated {
@@ -161,7 +163,7 @@ impl Source for Generated {
 
 /// The data object a `fetch` names, or `None` when this tenant has no such object.
 pub fn source(name: &str, now: i128, log_records: usize) -> Option<Generated> {
-    let (len, make): (usize, fn(usize, i128) -> Map<String, Value>) = match name {
+    let (len, make): (usize, Maker) = match name {
         "logs" => (log_records, log),
         "spans" => (5_000, span),
         "dt.davis.problems" => (PROBLEMS.len(), problem),

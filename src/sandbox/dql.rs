@@ -1343,6 +1343,9 @@ pub struct Output {
 pub trait Source {
     fn len(&self) -> usize;
     fn record(&self, index: usize) -> Map<String, Value>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Runs `query` over `source` (the data object it fetches), stopping early where it can.
@@ -1411,25 +1414,14 @@ pub fn run(
                 scanned_bytes += estimate_size(&record);
                 let mut keep = true;
                 for command in streaming {
-                    match command {
-                        Command::Filter(expr, out) => {
-                            let hit = eval(expr, &record, &env)?.truthy();
-                            if hit == *out {
-                                keep = false;
-                                break;
-                            }
-                        }
-                        Command::Search(needle) => {
-                            if !Value::Object(record.clone())
-                                .to_string()
-                                .to_lowercase()
-                                .contains(needle)
-                            {
-                                keep = false;
-                                break;
-                            }
-                        }
-                        _ => {}
+                    let pass = match command {
+                        Command::Filter(expr, out) => eval(expr, &record, &env)?.truthy() != *out,
+                        Command::Search(needle) => matches_search(&record, needle),
+                        _ => true,
+                    };
+                    if !pass {
+                        keep = false;
+                        break;
                     }
                 }
                 if keep {
@@ -1494,12 +1486,7 @@ fn apply(
             }
             Command::Search(needle) => rows
                 .into_iter()
-                .filter(|r| {
-                    Value::Object(r.clone())
-                        .to_string()
-                        .to_lowercase()
-                        .contains(needle)
-                })
+                .filter(|r| matches_search(r, needle))
                 .collect(),
             Command::Limit(n) => {
                 rows.truncate(*n);
@@ -1584,13 +1571,16 @@ fn apply(
     Ok(rows)
 }
 
+/// A summarize group: its key values and its member rows.
+type Group = (Vec<Value>, Vec<Map<String, Value>>);
+
 fn summarize(
     aggs: &[(String, Agg)],
     by: &[(String, Expr)],
     rows: Vec<Map<String, Value>>,
     env: &Env,
 ) -> Result<Vec<Map<String, Value>>, DqlError> {
-    let mut groups: BTreeMap<String, (Vec<Value>, Vec<Map<String, Value>>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for row in rows {
         let key: Vec<Value> = by
             .iter()
@@ -1655,6 +1645,14 @@ fn summarize(
         out.push(row);
     }
     Ok(out)
+}
+
+/// `search "text"`: the text appears anywhere in the record (case-insensitive).
+fn matches_search(record: &Map<String, Value>, needle: &str) -> bool {
+    record.values().any(|v| match v {
+        Value::String(s) => s.to_lowercase().contains(needle),
+        other => other.to_string().to_lowercase().contains(needle),
+    })
 }
 
 fn estimate_size(record: &Map<String, Value>) -> u64 {

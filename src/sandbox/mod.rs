@@ -381,10 +381,10 @@ impl Inner {
     }
 
     /// Checks the bearer token and its scopes as the platform's API gateway does.
-    fn authorize(&self, headers: &HeaderMap, required: &[&str]) -> Result<(), Response> {
+    fn authorize(&self, headers: &HeaderMap, required: &[&str]) -> Result<(), Box<Response>> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return Err(gateway(envelope(
+            return Err(deny(envelope(
                 StatusCode::UNAUTHORIZED,
                 "Unsupported authorization scheme. Dynatrace platform APIs require the authorization scheme 'Bearer'",
                 None,
@@ -399,14 +399,14 @@ impl Inner {
             match tokens.get(token) {
                 Some(issued) if issued.expires_at > Instant::now() => issued.scopes.clone(),
                 Some(_) => {
-                    return Err(gateway(envelope(
+                    return Err(deny(envelope(
                         StatusCode::UNAUTHORIZED,
                         "Authentication failed: the token has expired",
                         None,
                     )));
                 }
                 None => {
-                    return Err(gateway(envelope(
+                    return Err(deny(envelope(
                         StatusCode::UNAUTHORIZED,
                         "Authentication failed",
                         None,
@@ -420,7 +420,7 @@ impl Inner {
             .filter(|r| !scopes.iter().any(|s| s == r))
             .collect();
         if !missing.is_empty() {
-            return Err(gateway(envelope(
+            return Err(deny(envelope(
                 StatusCode::FORBIDDEN,
                 "The authorization token does not provide the necessary permissions.",
                 Some(json!({ "missingScopes": missing })),
@@ -436,6 +436,11 @@ fn envelope(status: StatusCode, message: &str, details: Option<Value>) -> Respon
         error["details"] = details;
     }
     (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// A refusal by the API gateway, boxed for `Result`.
+fn deny(response: Response) -> Box<Response> {
+    Box::new(gateway(response))
 }
 
 /// Marks a response as answered by the API gateway (auth, scopes), as the platform does.
@@ -546,7 +551,7 @@ async fn environment(
         return fault;
     }
     if let Err(response) = inner.authorize(&headers, &["platform-management:environments:read"]) {
-        return response;
+        return *response;
     }
     axum::Json(json!({
         "environmentId": inner.config.environment_id,
@@ -588,7 +593,7 @@ async fn query_execute(
         return fault;
     }
     if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return response;
+        return *response;
     }
     let Ok(request) = serde_json::from_slice::<ExecuteBody>(&body) else {
         return envelope(
@@ -616,7 +621,7 @@ async fn query_execute(
                 if let Err(response) =
                     inner.authorize(&headers, &["storage:buckets:read", table_scope(name)])
                 {
-                    return response;
+                    return *response;
                 }
                 Some(source)
             }
@@ -785,7 +790,7 @@ async fn query_poll(
         return fault;
     }
     if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return response;
+        return *response;
     }
     let Some(token) = params.request_token else {
         return envelope(
@@ -831,7 +836,7 @@ async fn query_cancel(
         return fault;
     }
     if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return response;
+        return *response;
     }
     let Some(token) = params.request_token else {
         return envelope(
@@ -862,7 +867,7 @@ async fn query_verify(
         return fault;
     }
     if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return response;
+        return *response;
     }
     let query = serde_json::from_slice::<Value>(&body)
         .ok()

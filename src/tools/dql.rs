@@ -274,7 +274,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             Ok(running_output(handle, progress))
         }
         QueryRun::Finished(result) => Ok(finished_output(
-            result,
+            *result,
             limit,
             format,
             &fields,
@@ -324,7 +324,7 @@ fn finished_output(
 ) -> ToolOutput {
     let QueryResult {
         mut records,
-        types,
+        mut types,
         metadata,
     } = result;
     let has_more = records.len() > limit as usize;
@@ -340,8 +340,10 @@ fn finished_output(
 
     // The text block and structuredContent each get half the budget.
     let rendered = render_records(&records, format, budget / 2);
-    let truncated = rendered.shown < records.len();
+    let available = records.len();
+    let truncated = rendered.shown < available;
     records.truncate(rendered.shown);
+    clip_types(&mut types, records.len());
     let continue_from = if has_more || truncated {
         records
             .last()
@@ -406,7 +408,7 @@ fn finished_output(
         text.push_str(&format!(
             "\n{} of the records Grail returned were left out to fit the response budget of {}: \
              select fewer fields (fields), filter more narrowly, or page with continueFrom.",
-            limit.min(u32::MAX) as usize - count.min(limit as usize),
+            available - count,
             format::human_bytes(budget as u64)
         ));
     }
@@ -433,6 +435,26 @@ fn finished_output(
         metadata: grail.map(Metadata::from),
     };
     ToolOutput::text(text).with_structured(&output)
+}
+
+/// Keeps Grail's `types` true for the records actually returned: ranges past the end are
+/// dropped, the last one is clipped.
+fn clip_types(types: &mut Vec<Value>, len: usize) {
+    types.retain_mut(|entry| {
+        let Some(range) = entry.get_mut("indexRange").and_then(Value::as_array_mut) else {
+            return len > 0;
+        };
+        let start = range.first().and_then(Value::as_u64).unwrap_or(0) as usize;
+        if start >= len {
+            return false;
+        }
+        if let Some(end) = range.get_mut(1)
+            && end.as_u64().is_some_and(|e| e as usize >= len)
+        {
+            *end = Value::from(len - 1);
+        }
+        true
+    });
 }
 
 /// Arguments of `verify_dql`.

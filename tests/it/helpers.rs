@@ -1,0 +1,150 @@
+//! `spawn_app()` and friends: start the production wiring against a fresh sandbox tenant.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dynatrace_mcp::config::{FrontDoor, Settings, Source};
+use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
+use dynatrace_mcp::startup::{self, AppState};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub sandbox: Sandbox,
+    pub state: Arc<AppState>,
+    pub http: reqwest::Client,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+pub struct Options {
+    pub sandbox: SandboxConfig,
+    /// Extra settings, layered over the sandbox's OAuth settings.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxConfig::demo(),
+            env: Vec::new(),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(options: Options) -> TestApp {
+    let sandbox = Sandbox::start(options.sandbox)
+        .await
+        .expect("sandbox starts");
+    let mut source: Source = sandbox.settings_source();
+    for (k, v) in options.env {
+        source.set(k, v);
+    }
+    let settings = Settings::from_source(&source, FrontDoor::Http).expect("valid settings");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let http_options =
+        startup::http_options(&settings, FrontDoor::Http, Some(addr), shutdown.clone());
+    let state = startup::build_state(settings).expect("state builds");
+    let router = dynatrace_mcp::http::router(state.clone(), http_options);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .unwrap();
+    });
+    TestApp {
+        addr,
+        sandbox,
+        state,
+        http: reqwest::Client::new(),
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a JSON-RPC message to /mcp as a modern Streamable HTTP client would (legacy headers).
+    pub fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(body)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request is sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn rpc(&self, method: &str, params: Value) -> Reply {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.send(
+            self.post("/mcp", &body)
+                .header("mcp-protocol-version", "2025-11-25"),
+        )
+        .await
+    }
+
+    /// Calls a tool (legacy era, no initialize: the server is stateless) and returns `result`.
+    pub async fn call_tool(&self, name: &str, arguments: Value) -> Value {
+        let reply = self
+            .rpc("tools/call", json!({"name": name, "arguments": arguments}))
+            .await;
+        assert_eq!(
+            reply.status, 200,
+            "tools/call answered {}: {}",
+            reply.status, reply.text
+        );
+        reply
+            .body
+            .get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("no result in {}", reply.text))
+    }
+}
+
+/// The text of a tool result's first content block.
+pub fn text_of(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn is_error(result: &Value) -> bool {
+    result["isError"].as_bool().unwrap_or(false)
+}
+
+/// Path of the binary under test (built by cargo for integration tests).
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dynatrace-mcp")
+}

@@ -1,0 +1,247 @@
+//! Lambda: recorded API Gateway REST (v1), HTTP API (v2), ALB and Function URL events, converted
+//! by the real `lambda_http`, through the same Router.
+//!
+//! Two levels: in-process (the event is parsed by `lambda_http::request::from_str` and routed),
+//! and the real binary run as a Lambda function against a stand-in of the Lambda Runtime API, so
+//! `lambda_http::run` also converts the answer back into each front door's response payload.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use dynatrace_mcp::config::{FrontDoor, Settings};
+use dynatrace_mcp::sandbox::{QueryTiming, Sandbox, SandboxConfig};
+use dynatrace_mcp::{lambda, startup};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::helpers::binary;
+
+const FIXTURES: &[&str] = &["apigw-v1-rest", "apigw-v2-http", "alb", "function-url"];
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/lambda/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture exists")
+}
+
+#[tokio::test]
+async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let settings = Settings::from_source(&sandbox.settings_source(), FrontDoor::Lambda).unwrap();
+    let options =
+        startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
+    let router = dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options);
+    for name in FIXTURES {
+        let request =
+            lambda_http::request::from_str(&fixture(name)).expect("lambda_http parses the event");
+        let request = lambda::prepare(request);
+        assert!(
+            request.uri().path() == "/mcp" || request.uri().path() == "/",
+            "{name}: routed path {}",
+            request.uri().path()
+        );
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get("content-type").cloned();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(content_type.unwrap(), "application/json", "{name}");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["id"], 7, "{name}");
+        assert!(
+            body["result"]["tools"].as_array().unwrap().len() >= 3,
+            "{name}"
+        );
+    }
+}
+
+/// A stand-in for the Lambda Runtime API (`/2018-06-01/runtime/...`).
+#[derive(Default)]
+struct RuntimeApi {
+    queue: Mutex<VecDeque<(String, Value, u64)>>,
+    queued: Notify,
+    responses: Mutex<Vec<(String, Value)>>,
+    answered: Notify,
+}
+
+async fn next(State(api): State<Arc<RuntimeApi>>) -> impl IntoResponse {
+    loop {
+        let item = api.queue.lock().unwrap().pop_front();
+        if let Some((id, event, deadline_ms)) = item {
+            let mut headers = HeaderMap::new();
+            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                deadline_ms.to_string().parse().unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:dynatrace-mcp"
+                    .parse()
+                    .unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c".parse().unwrap(),
+            );
+            return (headers, axum::Json(event));
+        }
+        api.queued.notified().await;
+    }
+}
+
+async fn respond(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    api.responses.lock().unwrap().push((id, value));
+    api.answered.notify_waiters();
+    axum::http::StatusCode::ACCEPTED
+}
+
+async fn error(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let value = json!({"runtimeError": String::from_utf8_lossy(&body)});
+    api.responses.lock().unwrap().push((id, value));
+    api.answered.notify_waiters();
+    axum::http::StatusCode::ACCEPTED
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl RuntimeApi {
+    fn invoke(&self, id: &str, event: Value, budget: Duration) {
+        self.queue.lock().unwrap().push_back((
+            id.to_string(),
+            event,
+            now_ms() + budget.as_millis() as u64,
+        ));
+        self.queued.notify_waiters();
+    }
+
+    async fn response(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let notified = self.answered.notified();
+            if let Some((_, v)) = self.responses.lock().unwrap().iter().find(|(i, _)| i == id) {
+                return v.clone();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no response for invocation {id}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let api = Arc::new(RuntimeApi::default());
+    let router = axum::Router::new()
+        .route(
+            "/2018-06-01/runtime/invocation/next",
+            axum::routing::get(next),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            axum::routing::post(respond),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            axum::routing::post(error),
+        )
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let mut child = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
+        .env("AWS_REGION", "us-east-1")
+        .envs(sandbox.settings_pairs())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    for name in FIXTURES {
+        let event: Value = serde_json::from_str(&fixture(name)).unwrap();
+        api.invoke(name, event, Duration::from_secs(30));
+        let response = api.response(name).await;
+        assert_eq!(response["statusCode"], 200, "{name}: {response}");
+        let content_type = response["headers"]["content-type"]
+            .as_str()
+            .or_else(|| response["multiValueHeaders"]["content-type"][0].as_str());
+        assert_eq!(content_type, Some("application/json"), "{name}: {response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["id"], 7, "{name}");
+        assert!(
+            body["result"]["tools"].as_array().unwrap().len() >= 3,
+            "{name}"
+        );
+        if *name == "alb" {
+            assert_eq!(response["statusDescription"], "200 OK");
+        }
+    }
+
+    // The invocation's remaining time bounds a tool call: a query still running when it nears
+    // comes back as a handle, well before Lambda would cut the invocation off.
+    sandbox.set_query_timing(QueryTiming::Duration(Duration::from_secs(20)));
+    let mut event: Value = serde_json::from_str(&fixture("apigw-v2-http")).unwrap();
+    event["body"] = Value::String(
+        json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 1"}}})
+            .to_string(),
+    );
+    let started = std::time::Instant::now();
+    api.invoke("deadline", event, Duration::from_secs(4));
+    let response = api.response("deadline").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered within the invocation"
+    );
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["result"]["structuredContent"]["status"], "running",
+        "{body}"
+    );
+
+    child.start_kill().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"message\"")),
+        "JSON logs on Lambda: {logs}"
+    );
+    assert!(
+        !logs.contains(dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET),
+        "no secret in the logs"
+    );
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real Router on 127.0.0.1:0 against the simulated tenant, the real
+//! binary over stdio and as a Lambda function, and the cold start against a local Secrets
+//! Manager. One test binary, so the crate links once.
+
+mod helpers;
+
+mod auth;
+mod grail;
+mod lambda;
+mod protocol;
+mod secrets;
+mod stdio;
+mod tools;
