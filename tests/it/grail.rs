@@ -294,3 +294,20 @@ async fn an_unreachable_environment_is_a_clear_network_error() {
         text_of(&result)
     );
 }
+
+#[tokio::test]
+async fn scanned_bytes_are_counted_across_calls() {
+    let app = spawn_app().await;
+    let mut expected = 0;
+    for statement in ["fetch logs | limit 3", "fetch spans | limit 2"] {
+        let result = app
+            .call_tool("execute_dql", json!({"dqlStatement": statement}))
+            .await;
+        expected += result["structuredContent"]["metadata"]["scannedBytes"]
+            .as_u64()
+            .unwrap();
+    }
+    let usage = app.state.dynatrace.grail_usage();
+    assert_eq!(usage.scanned_bytes(), expected);
+    assert_eq!(usage.queries(), 2);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of this repository on a fresh machine (Debian, Rust stable, Python 3, Node 20):
+# installs the third-party test tools it needs (a local Secrets Manager API, MCP test clients,
+# Node 22 for the conformance suite) into a cache, then runs
+#   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings)
+#   2. unit and integration tests, including the ones that need moto_server (cargo test)
+#   3. third-party MCP clients against the real binary (tests/clients/run.sh): the official
+#      Python `mcp` client in both protocol eras over HTTP and stdio, the MCP Inspector CLI, and
+#      the official conformance suite's transport scenarios.
+# Usage: scripts/test.sh            (the tools cache defaults to .cache/tools; set DTMCP_TOOLS_DIR to move it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+
+step "installing test tools"
+scripts/test-tools.sh python node
+# shellcheck disable=SC1091
+source "${DTMCP_TOOLS_DIR:-.cache/tools}/env.sh"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration, with moto_server)"
+cargo test --locked -- --include-ignored
+
+step "third-party MCP clients against the binary"
+cargo build --locked --bin dynatrace-mcp
+tests/clients/run.sh target/debug/dynatrace-mcp
+
+step "all tests passed"
