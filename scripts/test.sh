@@ -7,6 +7,7 @@
 #   3. third-party MCP clients against the real binary (tests/clients/run.sh): the official
 #      Python `mcp` client in both protocol eras over HTTP and stdio, the MCP Inspector CLI, and
 #      the official conformance suite's transport scenarios.
+#   4. the README's "try it" commands, run as written against `dynatrace-mcp demo`.
 # Usage: scripts/test.sh            (the tools cache defaults to .cache/tools; set DTMCP_TOOLS_DIR to move it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,5 +31,8 @@ cargo test --locked -- --include-ignored
 step "third-party MCP clients against the binary"
 cargo build --locked --bin dynatrace-mcp
 tests/clients/run.sh target/debug/dynatrace-mcp
+
+step "the README's commands, as written"
+scripts/check-readme.sh target/debug/dynatrace-mcp
 
 step "all tests passed"

