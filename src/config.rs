@@ -47,6 +47,12 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MCP_SIGNING_KEY",
     "MCP_RESULT_MAX_BYTES",
     "MCP_LOG_FORMAT",
+    "DT_ENABLE_WRITE_TOOLS",
+    "DT_ENABLE_DAVIS_COPILOT",
+    "DT_GRAIL_QUERY_BUDGET_GB",
+    "DT_QUERY_SCAN_LIMIT_GB",
+    "SLACK_CONNECTION_ID",
+    "MCP_CONFIRMATION_TTL_SECONDS",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -398,6 +404,21 @@ pub struct Settings {
     /// `MCP_SIGNING_KEY`: signs handles handed to clients (query handles). When unset, a key is
     /// derived from the Dynatrace credential, so every instance that shares it agrees.
     pub signing_key: Option<SecretString>,
+    /// `DT_ENABLE_WRITE_TOOLS=1`: list and allow the tools that change things (email, Slack,
+    /// workflows, notebooks, events), each behind a confirmation step.
+    pub enable_write_tools: bool,
+    /// `DT_ENABLE_DAVIS_COPILOT=1` (or `true`): list the Davis CoPilot and analyzer tools, as the Go
+    /// server's switch does.
+    pub enable_davis_copilot: bool,
+    /// `DT_GRAIL_QUERY_BUDGET_GB`: bytes Grail may scan for this process before queries are
+    /// refused (decimal GB, default 1000); `None` when set to 0 or -1 (unlimited).
+    pub grail_budget_bytes: Option<u64>,
+    /// `DT_QUERY_SCAN_LIMIT_GB`: Grail's per-query scan limit (`defaultScanLimitGbytes`).
+    pub query_scan_limit_gb: Option<f64>,
+    /// `SLACK_CONNECTION_ID`: the Slack connection `send_slack_message` posts through.
+    pub slack_connection_id: Option<String>,
+    /// `MCP_CONFIRMATION_TTL_SECONDS`: how long a write preview's confirmation token is valid.
+    pub confirmation_ttl: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -418,6 +439,10 @@ impl fmt::Debug for Settings {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("result_budget_bytes", &self.result_budget_bytes)
             .field("ca_bundle", &self.ca_bundle)
+            .field("enable_write_tools", &self.enable_write_tools)
+            .field("enable_davis_copilot", &self.enable_davis_copilot)
+            .field("grail_budget_bytes", &self.grail_budget_bytes)
+            .field("query_scan_limit_gb", &self.query_scan_limit_gb)
             .finish_non_exhaustive()
     }
 }
@@ -561,6 +586,44 @@ impl Settings {
             ));
         }
 
+        let grail_budget_bytes = match source.get("DT_GRAIL_QUERY_BUDGET_GB") {
+            None => Some(1000 * 1_000_000_000),
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(gb) if gb == 0.0 || gb == -1.0 => None,
+                Ok(gb) if gb > 0.0 && gb <= 1_000_000.0 => Some((gb * 1e9) as u64),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("DT_GRAIL_QUERY_BUDGET_GB"),
+                        "expected a number of GB greater than 0 (e.g. 1000), or -1 for no budget",
+                    ));
+                }
+            },
+        };
+        let confirmation_ttl = match source.get("MCP_CONFIRMATION_TTL_SECONDS") {
+            None => Duration::from_secs(300),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs @ 1..=3600) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("MCP_CONFIRMATION_TTL_SECONDS"),
+                        "expected a whole number of seconds between 1 and 3600",
+                    ));
+                }
+            },
+        };
+        let query_scan_limit_gb = match source.get("DT_QUERY_SCAN_LIMIT_GB") {
+            None => None,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(gb) if gb > 0.0 && gb <= 100_000.0 => Some(gb),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("DT_QUERY_SCAN_LIMIT_GB"),
+                        "expected a number of GB greater than 0 that one query may scan (e.g. 500)",
+                    ));
+                }
+            },
+        };
+
         Ok(Settings {
             environment,
             credentials,
@@ -575,6 +638,12 @@ impl Settings {
             result_budget_bytes,
             ca_bundle,
             signing_key,
+            enable_write_tools: source.flag("DT_ENABLE_WRITE_TOOLS")?,
+            enable_davis_copilot: source.flag("DT_ENABLE_DAVIS_COPILOT")?,
+            grail_budget_bytes,
+            query_scan_limit_gb,
+            slack_connection_id: source.get("SLACK_CONNECTION_ID").map(str::to_string),
+            confirmation_ttl,
         })
     }
 
@@ -593,6 +662,8 @@ impl Settings {
             .to_string(),
         );
         map.insert("tool_timeout_s", self.tool_timeout.as_secs().to_string());
+        map.insert("write_tools", self.enable_write_tools.to_string());
+        map.insert("davis_copilot", self.enable_davis_copilot.to_string());
         map
     }
 }
@@ -884,6 +955,44 @@ mod tests {
             .unwrap();
         let err = Settings::from_source(&src, FrontDoor::Lambda).unwrap_err();
         assert_eq!(err.variable, "DT_ENVIRONMENT (from the secret)");
+    }
+
+    #[test]
+    fn budget_and_scan_limit_parse() {
+        let s = Settings::from_source(&platform(&[]), FrontDoor::Http).unwrap();
+        assert_eq!(s.grail_budget_bytes, Some(1_000_000_000_000));
+        assert_eq!(s.query_scan_limit_gb, None);
+        let s = Settings::from_source(
+            &platform(&[
+                ("DT_GRAIL_QUERY_BUDGET_GB", "-1"),
+                ("DT_QUERY_SCAN_LIMIT_GB", "50"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        assert_eq!(s.grail_budget_bytes, None);
+        assert_eq!(s.query_scan_limit_gb, Some(50.0));
+        for bad in ["abc", "-5", "1.5.1"] {
+            let err = Settings::from_source(
+                &platform(&[("DT_GRAIL_QUERY_BUDGET_GB", bad)]),
+                FrontDoor::Http,
+            )
+            .unwrap_err();
+            assert_eq!(err.variable, "DT_GRAIL_QUERY_BUDGET_GB");
+        }
+    }
+
+    #[test]
+    fn switches_accept_one_and_true() {
+        let s = Settings::from_source(
+            &platform(&[
+                ("DT_ENABLE_DAVIS_COPILOT", "true"),
+                ("DT_ENABLE_WRITE_TOOLS", "1"),
+            ]),
+            FrontDoor::Http,
+        )
+        .unwrap();
+        assert!(s.enable_davis_copilot && s.enable_write_tools);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::dynatrace::DynatraceClient;
 use crate::dynatrace::auth::TokenProvider;
 use crate::http::HttpOptions;
 use crate::signing::Signer;
+use crate::tools::budget::GrailBudget;
+use crate::tools::confirm::{InMemoryReplayGuard, ReplayGuard};
 use crate::tools::{self, Registry};
 
 /// Everything a request needs, built once and shared.
@@ -22,6 +24,9 @@ pub struct AppState {
     pub dynatrace: Arc<DynatraceClient>,
     pub signer: Signer,
     pub tools: Registry,
+    pub budget: GrailBudget,
+    /// Remembers used write confirmations (per instance for now).
+    pub replay_guard: Box<dyn ReplayGuard>,
 }
 
 /// Builds the state from validated settings: the one outbound HTTP client, the token provider,
@@ -51,10 +56,14 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         }
     };
     Ok(Arc::new(AppState {
+        budget: GrailBudget {
+            limit_bytes: settings.grail_budget_bytes,
+        },
+        tools: tools::registry(&settings),
         settings,
         dynatrace,
         signer,
-        tools: tools::registry(),
+        replay_guard: Box::new(InMemoryReplayGuard::default()),
     }))
 }
 

@@ -32,6 +32,17 @@ const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
 /// Sent as `dt-client-context`, which Dynatrace records with each query for auditing.
 const CLIENT_CONTEXT: &str = concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION"));
 
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum ApiBody {
+    Json(serde_json::Value),
+    /// Pre-encoded bytes with their content type (multipart uploads).
+    Raw {
+        content_type: String,
+        bytes: Bytes,
+    },
+}
+
 /// One request to a platform API.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
@@ -39,7 +50,7 @@ pub struct ApiRequest {
     /// Path below the environment URL, starting with `/platform/`.
     pub path: String,
     pub query: Vec<(&'static str, String)>,
-    pub body: Option<serde_json::Value>,
+    pub body: Option<ApiBody>,
     /// OAuth scopes this call needs, space-separated (ignored for platform tokens).
     pub scopes: String,
     /// What the call is about, for messages ("query result", "environment").
@@ -68,9 +79,29 @@ impl ApiRequest {
             method: Method::POST,
             path: path.into(),
             query: Vec::new(),
-            body: Some(body),
+            body: Some(ApiBody::Json(body)),
             scopes: scopes.to_string(),
             what: what.into(),
+        }
+    }
+
+    pub fn patch(
+        path: impl Into<String>,
+        body: serde_json::Value,
+        scopes: &str,
+        what: impl Into<String>,
+    ) -> Self {
+        Self {
+            method: Method::PATCH,
+            ..Self::post(path, body, scopes, what)
+        }
+    }
+
+    /// A POST without a body.
+    pub fn post_empty(path: impl Into<String>, scopes: &str, what: impl Into<String>) -> Self {
+        Self {
+            body: None,
+            ..Self::post(path, serde_json::Value::Null, scopes, what)
         }
     }
 
@@ -102,6 +133,7 @@ pub struct DynatraceClient {
     credentials: Credentials,
     tokens: Arc<TokenProvider>,
     usage: GrailUsage,
+    skills: super::copilot::SkillCache,
 }
 
 impl DynatraceClient {
@@ -117,7 +149,12 @@ impl DynatraceClient {
             credentials,
             tokens,
             usage: GrailUsage::default(),
+            skills: Default::default(),
         }
+    }
+
+    pub(crate) fn skill_cache(&self) -> &super::copilot::SkillCache {
+        &self.skills
     }
 
     /// Bytes scanned by Grail through this client.
@@ -163,10 +200,21 @@ impl DynatraceClient {
             if !request.query.is_empty() {
                 builder = builder.query(&request.query);
             }
-            if let Some(body) = &request.body {
-                builder = builder
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(serde_json::to_vec(body).expect("JSON values serialize"));
+            match &request.body {
+                Some(ApiBody::Json(body)) => {
+                    builder = builder
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(serde_json::to_vec(body).expect("JSON values serialize"));
+                }
+                Some(ApiBody::Raw {
+                    content_type,
+                    bytes,
+                }) => {
+                    builder = builder
+                        .header(CONTENT_TYPE, content_type.as_str())
+                        .body(bytes.clone());
+                }
+                None => {}
             }
             let response = builder
                 .send()
@@ -226,6 +274,21 @@ impl DynatraceClient {
     }
 }
 
+/// Percent-encodes one path segment (an id or a name from user input), so it can never add
+/// segments or a query to the path.
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date; capped at five minutes.
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -255,6 +318,16 @@ fn retry_after_from_body(body: &[u8]) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn path_segments_cannot_escape() {
+        assert_eq!(
+            path_segment("dt.statistics.GenericForecastAnalyzer"),
+            "dt.statistics.GenericForecastAnalyzer"
+        );
+        assert_eq!(path_segment("w/1?x=y"), "w%2F1%3Fx%3Dy");
+        assert_eq!(path_segment("../.."), "..%2F..");
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {

@@ -233,11 +233,8 @@ impl DynatraceClient {
         scopes: &str,
         deadline: Deadline,
     ) -> Result<(), DynatraceError> {
-        let request = ApiRequest {
-            body: None,
-            ..ApiRequest::post(format!("{BASE}/query:cancel"), Value::Null, scopes, "query")
-        }
-        .query("request-token", request_token);
+        let request = ApiRequest::post_empty(format!("{BASE}/query:cancel"), scopes, "query")
+            .query("request-token", request_token);
         match self.call(&request, deadline).await {
             Ok(_) => Ok(()),
             Err(DynatraceError::NotFound { .. }) => Ok(()),

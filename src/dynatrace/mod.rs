@@ -4,12 +4,17 @@
 //! [`auth::TokenProvider`] hands out cached bearer tokens; [`grail`] and [`environment`] describe
 //! the individual APIs; [`dql`] builds DQL safely from user input.
 
+pub mod analyzers;
 pub mod auth;
+pub mod automation;
 pub mod client;
+pub mod copilot;
+pub mod documents;
 pub mod dql;
 pub mod environment;
 pub mod error;
 pub mod grail;
+pub mod notifications;
 pub mod scopes;
 
 pub use client::DynatraceClient;

@@ -6,14 +6,17 @@
 //! one, else the configured tool timeout) and the request's cancellation token.
 
 pub mod errors;
+pub mod prompts;
+pub mod resources;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -23,10 +26,14 @@ use crate::startup::AppState;
 use crate::tools::{ToolContext, ToolDef};
 
 const INSTRUCTIONS: &str = "Tools for one Dynatrace environment. Start with get_environment_info \
-to check the connection. execute_dql runs Dynatrace Query Language against Grail (logs, events, \
-spans, metrics, entities); verify_dql checks a statement without running it. Keep queries cheap: \
-add a timeframe and a limit. When execute_dql answers with a queryHandle, call it again with that \
-handle to fetch the result.";
+to check the connection. list_problems, get_problem_details, list_vulnerabilities, list_exceptions \
+and get_kubernetes_events answer common questions directly; find_entity_by_name turns names into \
+entity ids for DQL. execute_dql runs Dynatrace Query Language against Grail (logs, events, spans, \
+metrics, entities); verify_dql checks a statement without running it; the resource dql://reference \
+explains the language. Keep queries cheap: a timeframe, filters first, a limit. When execute_dql \
+answers with a queryHandle, call it again with that handle to fetch the result. Tools that change \
+things (email, Slack, workflows, notebooks, events) first return a preview and a confirmationToken: \
+show the preview to the user, and repeat the call with the token only if they agree.";
 
 /// The MCP handler. Cheap to clone: it is one `Arc`.
 #[derive(Clone)]
@@ -58,12 +65,18 @@ fn publish(def: &ToolDef) -> Tool {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new(crate::SERVER_NAME, crate::VERSION)
-                    .with_title("Dynatrace MCP Server (Rust)"),
-            )
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new(crate::SERVER_NAME, crate::VERSION)
+                .with_title("Dynatrace MCP Server (Rust)"),
+        )
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -72,6 +85,38 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         Ok(ListToolsResult::with_all_items((*self.published).clone()))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(prompts::list()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        prompts::get(&request.name, &request.arguments).map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(resources::list()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        resources::read(&request.uri).map(Into::into)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -7,11 +7,34 @@
 //! sent), counts unexpected calls, and can inject latency, 429 with `Retry-After`, 5xx, token
 //! expiry and slow queries (202 then N polls, or a wall-clock duration).
 //!
-//! Routes: `POST /sso/oauth2/token`, `GET /platform/management/v1/environment`, and the Grail
-//! query API `POST query:execute`, `GET query:poll`, `POST query:cancel`, `POST query:verify`.
+//! Routes, one file each:
+//!
+//! | file | API |
+//! |---|---|
+//! | `mod.rs` | `POST /sso/oauth2/token`, `GET /platform/management/v1/environment` |
+//! | [`grail`] | Grail query API: `query:execute`, `query:poll`, `query:cancel`, `query:verify` (DQL in [`dql`], data in [`data`]) |
+//! | [`copilot`] | Davis CoPilot: `GET /skills`, `nl2dql:generate`, `dql2nl:explain`, `conversations:message`, `document-search:execute`, feedback |
+//! | [`analyzers`] | Davis analyzers: list, get, `:execute`, `:poll`, `:cancel`, `:validate` |
+//! | [`automation`] | Workflows: list, create, get, patch/put, delete |
+//! | [`documents`] | Documents: list (filter/sort/paging), multipart create, metadata, content |
+//! | [`notify`] | `POST /platform/email/v1/emails` and the Slack app function |
+//! | [`events`] | Classic `POST …/environment-api/v2/events/ingest` (ingested events show up in `fetch events`) |
+//!
+//! Every route checks the bearer token and its OAuth scopes the way the platform's API gateway
+//! does (401, or 403 with `details.missingScopes`), records the request, and can be faulted
+//! through [`Route`].
 
+pub mod analyzers;
+pub mod automation;
+pub mod copilot;
 pub mod data;
+pub mod documents;
 pub mod dql;
+pub mod events;
+mod filter;
+pub mod grail;
+mod multipart;
+pub mod notify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,15 +44,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::config::Source as SettingsSource;
+
+pub use documents::StoredDocument;
 
 /// The demo OAuth client the sandbox accepts.
 pub const DEMO_CLIENT_ID: &str = "dt0s02.SANDBOX";
@@ -37,6 +61,10 @@ pub const DEMO_CLIENT_SECRET: &str = "dt0s02.SANDBOX.demo-client-secret-not-a-re
 pub const DEMO_ACCOUNT_URN: &str = "urn:dtaccount:00000000-0000-4000-8000-000000000001";
 /// A platform token the sandbox accepts, with every scope.
 pub const DEMO_PLATFORM_TOKEN: &str = "dt0s16.SANDBOX.platform-token-not-a-real-one";
+/// The Slack connection the Slack app function knows by default.
+pub const DEMO_SLACK_CONNECTION: &str = "sandbox-slack-connection";
+/// The user (service user) the demo credentials act as: owner of what they create.
+pub const DEMO_USER_ID: &str = "6a1f0c2e-9d4b-4e8a-b7c3-5f2e1d0c9b8a";
 
 /// Every scope the sandbox knows; the demo client and token have all of them.
 pub const ALL_SCOPES: &[&str] = &[
@@ -54,6 +82,19 @@ pub const ALL_SCOPES: &[&str] = &[
     "storage:security.events:read",
     "storage:user.events:read",
     "storage:user.sessions:read",
+    "storage:events:write",
+    "davis-copilot:nl2dql:execute",
+    "davis-copilot:dql2nl:execute",
+    "davis-copilot:conversations:execute",
+    "davis-copilot:document-search:execute",
+    "davis:analyzers:read",
+    "davis:analyzers:execute",
+    "automation:workflows:read",
+    "automation:workflows:write",
+    "document:documents:read",
+    "document:documents:write",
+    "email:emails:send",
+    "app-settings:objects:read",
 ];
 
 #[derive(Debug, Clone)]
@@ -117,6 +158,13 @@ impl Recorded {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     }
+
+    /// A query-string parameter (e.g. `request-token`).
+    pub fn param(&self, key: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
 }
 
 /// Which route a fault applies to.
@@ -128,6 +176,35 @@ pub enum Route {
     QueryPoll,
     QueryCancel,
     QueryVerify,
+    /// `GET /platform/davis/copilot/v1/skills`
+    CopilotSkills,
+    CopilotNl2Dql,
+    CopilotDql2Nl,
+    CopilotConversation,
+    CopilotDocumentSearch,
+    /// The three `…:feedback` endpoints.
+    CopilotFeedback,
+    AnalyzerList,
+    AnalyzerGet,
+    AnalyzerExecute,
+    AnalyzerPoll,
+    AnalyzerCancel,
+    AnalyzerValidate,
+    WorkflowList,
+    WorkflowCreate,
+    WorkflowGet,
+    /// `PATCH` and `PUT /workflows/{id}`.
+    WorkflowUpdate,
+    WorkflowDelete,
+    DocumentList,
+    DocumentCreate,
+    DocumentMetadata,
+    DocumentContent,
+    /// `GET /documents/{id}` (multipart: metadata and content).
+    DocumentGet,
+    EmailSend,
+    SlackSendMessage,
+    EventIngest,
     Any,
 }
 
@@ -140,7 +217,7 @@ pub struct Fault {
     pub times: usize,
 }
 
-/// How long queries take.
+/// How long queries (and, through [`Sandbox::set_analyzer_timing`], analyzer runs) take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryTiming {
     /// `query:execute` answers 200 with the result.
@@ -156,12 +233,6 @@ struct IssuedToken {
     scopes: Vec<String>,
 }
 
-struct RunningQuery {
-    result: Value,
-    polls_left: u32,
-    finish_at: Instant,
-}
-
 struct Inner {
     config: SandboxConfig,
     /// The tenant's "now" when it started, in nanoseconds (sample data is relative to it).
@@ -169,7 +240,7 @@ struct Inner {
     started_wall: i128,
     started: Instant,
     tokens: Mutex<HashMap<String, IssuedToken>>,
-    queries: Mutex<HashMap<String, RunningQuery>>,
+    queries: Mutex<HashMap<String, grail::RunningQuery>>,
     recorded: Mutex<Vec<Recorded>>,
     unexpected: Mutex<Vec<String>>,
     faults: Mutex<Vec<Fault>>,
@@ -177,6 +248,19 @@ struct Inner {
     timing: Mutex<QueryTiming>,
     cancelled: Mutex<Vec<String>>,
     counter: AtomicU64,
+    copilot_skills: Mutex<Vec<String>>,
+    analyzer_timing: Mutex<QueryTiming>,
+    analyzer_runs: Mutex<HashMap<String, analyzers::Run>>,
+    cancelled_analyzers: Mutex<Vec<String>>,
+    workflows: Mutex<Vec<Value>>,
+    documents: Mutex<Vec<StoredDocument>>,
+    emails: Mutex<Vec<Value>>,
+    slack_connections: Mutex<Vec<String>>,
+    slack_messages: Mutex<Vec<Value>>,
+    /// Ingested events as `fetch events` returns them, newest first.
+    ingested_records: Mutex<Vec<Map<String, Value>>>,
+    /// The accepted `EventIngest` bodies, in arrival order.
+    ingested_requests: Mutex<Vec<Value>>,
 }
 
 /// A running simulated tenant. Dropping it stops the server.
@@ -192,9 +276,10 @@ impl Sandbox {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let now = wall_nanos();
+        let data_now = now - now % 1_000_000_000;
         let inner = Arc::new(Inner {
             config,
-            data_now: now - now % 1_000_000_000,
+            data_now,
             started_wall: now,
             started: Instant::now(),
             tokens: Mutex::default(),
@@ -206,6 +291,17 @@ impl Sandbox {
             timing: Mutex::new(QueryTiming::Immediate),
             cancelled: Mutex::default(),
             counter: AtomicU64::new(1),
+            copilot_skills: Mutex::new(copilot::ALL_SKILLS.iter().map(|s| s.to_string()).collect()),
+            analyzer_timing: Mutex::new(QueryTiming::Immediate),
+            analyzer_runs: Mutex::default(),
+            cancelled_analyzers: Mutex::default(),
+            workflows: Mutex::default(),
+            documents: Mutex::new(documents::seed(data_now)),
+            emails: Mutex::default(),
+            slack_connections: Mutex::new(vec![DEMO_SLACK_CONNECTION.to_string()]),
+            slack_messages: Mutex::default(),
+            ingested_records: Mutex::default(),
+            ingested_requests: Mutex::default(),
         });
         let router = router(inner.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -298,6 +394,55 @@ impl Sandbox {
     pub fn expire_tokens(&self) {
         self.inner.tokens.lock().unwrap().clear();
     }
+
+    /// The Davis CoPilot skills the tenant has enabled (default: all four, `conversation`,
+    /// `nl2dql`, `dql2nl`, `documentSearch`). A call to a disabled skill gets 403.
+    pub fn set_copilot_skills<S: AsRef<str>>(&self, skills: impl IntoIterator<Item = S>) {
+        *self.inner.copilot_skills.lock().unwrap() =
+            skills.into_iter().map(|s| s.as_ref().to_string()).collect();
+    }
+
+    /// How long analyzer executions take (`:execute` → 202 → `:poll`); `Immediate` by default.
+    pub fn set_analyzer_timing(&self, timing: QueryTiming) {
+        *self.inner.analyzer_timing.lock().unwrap() = timing;
+    }
+
+    /// Request tokens of analyzer executions cancelled through `:cancel`.
+    pub fn cancelled_analyzers(&self) -> Vec<String> {
+        self.inner.cancelled_analyzers.lock().unwrap().clone()
+    }
+
+    /// Workflows created (and updated) through the automation API, as the API returns them.
+    pub fn workflows(&self) -> Vec<Value> {
+        self.inner.workflows.lock().unwrap().clone()
+    }
+
+    /// Every document (the seeded ones first, then those created through the API).
+    pub fn documents(&self) -> Vec<StoredDocument> {
+        self.inner.documents.lock().unwrap().clone()
+    }
+
+    /// The `SendEmailRequest` bodies accepted by `POST /platform/email/v1/emails`.
+    pub fn emails(&self) -> Vec<Value> {
+        self.inner.emails.lock().unwrap().clone()
+    }
+
+    /// Slack connection ids the Slack app knows (default: [`DEMO_SLACK_CONNECTION`]).
+    pub fn set_slack_connections<S: AsRef<str>>(&self, ids: impl IntoIterator<Item = S>) {
+        *self.inner.slack_connections.lock().unwrap() =
+            ids.into_iter().map(|s| s.as_ref().to_string()).collect();
+    }
+
+    /// Bodies of the Slack messages the Slack app function delivered.
+    pub fn slack_messages(&self) -> Vec<Value> {
+        self.inner.slack_messages.lock().unwrap().clone()
+    }
+
+    /// The `EventIngest` bodies accepted by the events ingest API (they also show up in
+    /// `fetch events`).
+    pub fn ingested_events(&self) -> Vec<Value> {
+        self.inner.ingested_requests.lock().unwrap().clone()
+    }
 }
 
 fn wall_nanos() -> i128 {
@@ -307,18 +452,79 @@ fn wall_nanos() -> i128 {
         .unwrap_or(0)
 }
 
-const QUERY: &str = "/platform/storage/query/v1";
-
 fn router(inner: Arc<Inner>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/sso/oauth2/token", post(token))
-        .route("/platform/management/v1/environment", get(environment))
-        .route(&format!("{QUERY}/query:execute"), post(query_execute))
-        .route(&format!("{QUERY}/query:poll"), get(query_poll))
-        .route(&format!("{QUERY}/query:cancel"), post(query_cancel))
-        .route(&format!("{QUERY}/query:verify"), post(query_verify))
-        .fallback(unexpected)
-        .with_state(inner)
+        .route("/platform/management/v1/environment", get(environment));
+    let router = grail::routes(router);
+    let router = copilot::routes(router);
+    let router = analyzers::routes(router);
+    let router = automation::routes(router);
+    let router = documents::routes(router);
+    let router = notify::routes(router);
+    let router = events::routes(router);
+    router.fallback(unexpected).with_state(inner)
+}
+
+/// What every handler receives: the whole request, body read.
+struct Call {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Requests above this are refused (documents may hold 50 MB).
+const MAX_BODY: usize = 64 << 20;
+
+impl<S: Send + Sync> FromRequest<S> for Call {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            envelope(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is too large.",
+                None,
+            )
+        })?;
+        Ok(Call {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Call {
+    /// A query-string parameter.
+    fn param(&self, key: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The names of the query-string parameters present.
+    fn param_names(&self) -> Vec<String> {
+        url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
+            .map(|(k, _)| k.into_owned())
+            .collect()
+    }
+
+    /// The body as JSON, if it is JSON.
+    fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    fn content_type(&self) -> String {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 impl Inner {
@@ -342,6 +548,16 @@ impl Inner {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         });
+    }
+
+    /// Records the call, applies latency and any pending fault for `route`, then checks the
+    /// token and `scopes`. Every platform route starts with this.
+    async fn admit(&self, route: Route, call: &Call, scopes: &[&str]) -> Result<(), Response> {
+        self.record(&call.method, &call.uri, &call.headers, &call.body);
+        if let Some(fault) = self.before(route).await {
+            return Err(fault);
+        }
+        self.authorize(&call.headers, scopes).map_err(|r| *r)
     }
 
     /// Latency, then an injected fault if one is pending for `route`.
@@ -380,8 +596,18 @@ impl Inner {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks the bearer token and its scopes as the platform's API gateway does.
-    fn authorize(&self, headers: &HeaderMap, required: &[&str]) -> Result<(), Box<Response>> {
+    /// A fresh random UUID (v4 layout).
+    fn uuid(&self) -> String {
+        uuid_from(rand::random::<u128>())
+    }
+
+    /// The tenant's clock now, in nanoseconds.
+    fn now(&self) -> i128 {
+        self.started_wall + self.started.elapsed().as_nanos() as i128
+    }
+
+    /// The scopes of the presented token, or the refusal.
+    fn token_scopes(&self, headers: &HeaderMap) -> Result<Vec<String>, Box<Response>> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok());
         let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
             return Err(deny(envelope(
@@ -390,52 +616,85 @@ impl Inner {
                 None,
             )));
         };
-        let scopes: Vec<String> = if let Some((_, scopes)) =
-            self.config.platform_tokens.iter().find(|(t, _)| t == token)
-        {
-            scopes.clone()
-        } else {
-            let tokens = self.tokens.lock().unwrap();
-            match tokens.get(token) {
-                Some(issued) if issued.expires_at > Instant::now() => issued.scopes.clone(),
-                Some(_) => {
-                    return Err(deny(envelope(
-                        StatusCode::UNAUTHORIZED,
-                        "Authentication failed: the token has expired",
-                        None,
-                    )));
-                }
-                None => {
-                    return Err(deny(envelope(
-                        StatusCode::UNAUTHORIZED,
-                        "Authentication failed",
-                        None,
-                    )));
-                }
-            }
-        };
+        if let Some((_, scopes)) = self.config.platform_tokens.iter().find(|(t, _)| t == token) {
+            return Ok(scopes.clone());
+        }
+        let tokens = self.tokens.lock().unwrap();
+        match tokens.get(token) {
+            Some(issued) if issued.expires_at > Instant::now() => Ok(issued.scopes.clone()),
+            Some(_) => Err(deny(envelope(
+                StatusCode::UNAUTHORIZED,
+                "Authentication failed: the token has expired",
+                None,
+            ))),
+            None => Err(deny(envelope(
+                StatusCode::UNAUTHORIZED,
+                "Authentication failed",
+                None,
+            ))),
+        }
+    }
+
+    /// Checks the bearer token and its scopes as the platform's API gateway does.
+    fn authorize(&self, headers: &HeaderMap, required: &[&str]) -> Result<(), Box<Response>> {
+        let scopes = self.token_scopes(headers)?;
         let missing: Vec<&str> = required
             .iter()
             .copied()
             .filter(|r| !scopes.iter().any(|s| s == r))
             .collect();
         if !missing.is_empty() {
-            return Err(deny(envelope(
-                StatusCode::FORBIDDEN,
-                "The authorization token does not provide the necessary permissions.",
-                Some(json!({ "missingScopes": missing })),
-            )));
+            return Err(deny(forbidden(&missing)));
         }
         Ok(())
     }
 }
 
+/// A v4-layout UUID from 128 random (or derived) bits.
+fn uuid_from(bits: u128) -> String {
+    let version = (bits & !(0xF000u128 << 64)) | (0x4000u128 << 64);
+    let b = (version & !(0xC000u128 << 48)) | (0x8000u128 << 48);
+    let h = format!("{b:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The 403 the gateway gives a token without the scopes a route needs.
+fn forbidden(missing: &[&str]) -> Response {
+    envelope(
+        StatusCode::FORBIDDEN,
+        "The authorization token does not provide the necessary permissions.",
+        Some(json!({ "missingScopes": missing })),
+    )
+}
+
+/// The platform's common error body: `{"error": {"code", "message", "details"?}}`.
 fn envelope(status: StatusCode, message: &str, details: Option<Value>) -> Response {
     let mut error = json!({ "code": status.as_u16(), "message": message });
     if let Some(details) = details {
         error["details"] = details;
     }
     (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// A 400 listing what is wrong with the payload, in `details.constraintViolations`.
+fn violations(message: &str, list: Vec<Value>) -> Response {
+    envelope(
+        StatusCode::BAD_REQUEST,
+        message,
+        Some(json!({ "constraintViolations": list })),
+    )
+}
+
+/// One constraint violation in the body (`path` is the field's JSON path, e.g. `tasks.a.action`).
+fn violation(path: &str, message: &str) -> Value {
+    json!({ "message": message, "parameterLocation": "PAYLOAD_BODY", "path": path })
 }
 
 /// A refusal by the API gateway, boxed for `Result`.
@@ -452,19 +711,13 @@ fn gateway(mut response: Response) -> Response {
     response
 }
 
-async fn unexpected(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    inner.record(&method, &uri, &headers, &body);
+async fn unexpected(State(inner): State<Arc<Inner>>, call: Call) -> Response {
+    inner.record(&call.method, &call.uri, &call.headers, &call.body);
     inner
         .unexpected
         .lock()
         .unwrap()
-        .push(format!("{method} {}", uri.path()));
+        .push(format!("{} {}", call.method, call.uri.path()));
     envelope(
         StatusCode::NOT_FOUND,
         "Not found: this route does not exist in the simulated tenant",
@@ -472,18 +725,29 @@ async fn unexpected(
     )
 }
 
-async fn token(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    inner.record(&method, &uri, &headers, &body);
+/// Counts a request to a route the real API does not have and answers 404 (used by handlers
+/// that dispatch on a path segment themselves).
+fn not_a_route(inner: &Inner, call: &Call) -> Response {
+    inner
+        .unexpected
+        .lock()
+        .unwrap()
+        .push(format!("{} {}", call.method, call.uri.path()));
+    envelope(
+        StatusCode::NOT_FOUND,
+        "Not found: this route does not exist in the simulated tenant",
+        None,
+    )
+}
+
+async fn token(State(inner): State<Arc<Inner>>, call: Call) -> Response {
+    inner.record(&call.method, &call.uri, &call.headers, &call.body);
     if let Some(fault) = inner.before(Route::Token).await {
         return fault;
     }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&call.body)
+        .into_owned()
+        .collect();
     let sso_error = |error: &str, description: &str| {
         (
             StatusCode::BAD_REQUEST,
@@ -540,18 +804,16 @@ async fn token(
     .into_response()
 }
 
-async fn environment(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    inner.record(&method, &uri, &headers, &[]);
-    if let Some(fault) = inner.before(Route::Environment).await {
-        return fault;
-    }
-    if let Err(response) = inner.authorize(&headers, &["platform-management:environments:read"]) {
-        return *response;
+async fn environment(State(inner): State<Arc<Inner>>, call: Call) -> Response {
+    if let Err(response) = inner
+        .admit(
+            Route::Environment,
+            &call,
+            &["platform-management:environments:read"],
+        )
+        .await
+    {
+        return response;
     }
     axum::Json(json!({
         "environmentId": inner.config.environment_id,
@@ -562,359 +824,21 @@ async fn environment(
     .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExecuteBody {
-    query: Option<String>,
-    max_result_records: Option<i64>,
-    max_result_bytes: Option<i64>,
-    request_timeout_milliseconds: Option<u64>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The table scope a data object needs.
-fn table_scope(source: &str) -> &'static str {
-    match source {
-        "logs" => "storage:logs:read",
-        "spans" => "storage:spans:read",
-        s if s.starts_with("dt.entity.") => "storage:entities:read",
-        _ => "storage:events:read",
+    #[test]
+    fn uuids_have_the_v4_layout() {
+        let id = uuid_from(u128::MAX);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        let id = uuid_from(0);
+        assert_eq!(&id[14..15], "4");
+        assert_eq!(&id[19..20], "8");
     }
 }
 
-async fn query_execute(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    inner.record(&method, &uri, &headers, &body);
-    if let Some(fault) = inner.before(Route::QueryExecute).await {
-        return fault;
-    }
-    if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return *response;
-    }
-    let Ok(request) = serde_json::from_slice::<ExecuteBody>(&body) else {
-        return envelope(
-            StatusCode::BAD_REQUEST,
-            "The supplied request is wrong: the body is not a valid ExecuteRequest.",
-            None,
-        );
-    };
-    let Some(query) = request.query.filter(|q| !q.trim().is_empty()) else {
-        return envelope(
-            StatusCode::BAD_REQUEST,
-            "The supplied request is wrong.",
-            Some(
-                json!({"constraintViolations": [{"message": "must not be blank", "parameterLocation": "PAYLOAD_BODY", "path": "query"}]}),
-            ),
-        );
-    };
-    let parsed = match dql::parse(&query) {
-        Ok(parsed) => parsed,
-        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(e.envelope(&query))).into_response(),
-    };
-    let source = match parsed.source() {
-        Some(name) => match data::source(name, inner.data_now, inner.config.log_records) {
-            Some(source) => {
-                if let Err(response) =
-                    inner.authorize(&headers, &["storage:buckets:read", table_scope(name)])
-                {
-                    return *response;
-                }
-                Some(source)
-            }
-            None => {
-                let e = dql::DqlError {
-                    error_type: "DATA_OBJECT_NOT_FOUND",
-                    message: format!(
-                        "The data object `{name}` doesn't exist in this environment (it has: {}).",
-                        data::SOURCES.join(", ")
-                    ),
-                    start: dql::Pos {
-                        index: 6,
-                        line: 1,
-                        column: 7,
-                    },
-                    end: dql::Pos {
-                        index: 6 + name.len() - 1,
-                        line: 1,
-                        column: 6 + name.len(),
-                    },
-                };
-                return (StatusCode::BAD_REQUEST, axum::Json(e.envelope(&query))).into_response();
-            }
-        },
-        None => None,
-    };
-    let max_records = request
-        .max_result_records
-        .filter(|n| *n >= 0)
-        .unwrap_or(1000) as usize;
-    let now = inner.started_wall + inner.started.elapsed().as_nanos() as i128;
-    let output = match dql::run(
-        &parsed,
-        source.as_ref().map(|s| s as &dyn dql::Source),
-        now,
-        usize::MAX,
-    ) {
-        Ok(output) => output,
-        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(e.envelope(&query))).into_response(),
-    };
-    let result = build_result(&query, output, max_records, request.max_result_bytes);
-
-    let timing = *inner.timing.lock().unwrap();
-    let wait = Duration::from_millis(request.request_timeout_milliseconds.unwrap_or(0));
-    let (polls_left, finish_at) = match timing {
-        QueryTiming::Immediate => return finished(result),
-        QueryTiming::Polls(n) => (n, Instant::now()),
-        QueryTiming::Duration(d) => {
-            let finish_at = Instant::now() + d;
-            if d <= wait {
-                tokio::time::sleep(d).await;
-                return finished(result);
-            }
-            tokio::time::sleep(wait).await;
-            (0, finish_at)
-        }
-    };
-    let request_token = format!("sandbox-query-{}", inner.next_id());
-    inner.queries.lock().unwrap().insert(
-        request_token.clone(),
-        RunningQuery {
-            result,
-            polls_left,
-            finish_at,
-        },
-    );
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "state": "RUNNING", "progress": 0, "requestToken": request_token, "ttlSeconds": 60 })),
-    )
-        .into_response()
-}
-
-fn finished(result: Value) -> Response {
-    axum::Json(json!({ "state": "SUCCEEDED", "progress": 100, "result": result, "ttlSeconds": 60 }))
-        .into_response()
-}
-
-fn build_result(
-    query: &str,
-    output: dql::Output,
-    max_records: usize,
-    max_bytes: Option<i64>,
-) -> Value {
-    let mut records = output.records;
-    let mut notifications = Vec::new();
-    if records.len() > max_records {
-        records.truncate(max_records);
-        notifications.push(json!({
-            "severity": "WARN",
-            "notificationType": "LIMIT_ADDED",
-            "message": format!("The result was limited to {max_records} records."),
-            "messageFormat": "The result was limited to %1$s records.",
-            "messageFormatSpecifierTypes": ["NUMBER"],
-            "arguments": [max_records.to_string()],
-        }));
-    }
-    if let Some(max_bytes) = max_bytes.filter(|b| *b > 0) {
-        // A soft limit: the record that crosses it is still included.
-        let mut total = 0i64;
-        let mut keep = records.len();
-        for (i, record) in records.iter().enumerate() {
-            total += record.to_string().len() as i64;
-            if total >= max_bytes {
-                keep = i + 1;
-                break;
-            }
-        }
-        if keep < records.len() {
-            records.truncate(keep);
-            notifications.push(json!({
-                "severity": "WARN",
-                "notificationType": "RESULT_TRUNCATED",
-                "message": format!("The result was truncated to {max_bytes} bytes."),
-            }));
-        }
-    }
-    let types = dql::types_of(&records);
-    json!({
-        "records": records,
-        "types": types,
-        "metadata": {
-            "grail": {
-                "canonicalQuery": query,
-                "timezone": "Z",
-                "query": query,
-                "scannedRecords": output.scanned_records,
-                "dqlVersion": "V1_0",
-                "scannedBytes": output.scanned_bytes,
-                "scannedDataPoints": 0,
-                "locale": "und",
-                "executionTimeMilliseconds": 3 + output.scanned_records / 1000,
-                "notifications": notifications,
-                "queryId": "3c0f4a5e-8d6b-4b1e-9a2f-1d7e6c5b4a39",
-                "sampled": false,
-            }
-        }
-    })
-}
-
-#[derive(Deserialize)]
-struct PollParams {
-    #[serde(rename = "request-token")]
-    request_token: Option<String>,
-    #[serde(rename = "request-timeout-milliseconds")]
-    request_timeout_milliseconds: Option<u64>,
-}
-
-fn gone() -> Response {
-    envelope(
-        StatusCode::GONE,
-        "The query for the given request-token is not available anymore.",
-        None,
-    )
-}
-
-async fn query_poll(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(params): Query<PollParams>,
-) -> Response {
-    inner.record(&method, &uri, &headers, &[]);
-    if let Some(fault) = inner.before(Route::QueryPoll).await {
-        return fault;
-    }
-    if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return *response;
-    }
-    let Some(token) = params.request_token else {
-        return envelope(
-            StatusCode::BAD_REQUEST,
-            "The supplied request is wrong: request-token is required.",
-            None,
-        );
-    };
-    let wait = Duration::from_millis(params.request_timeout_milliseconds.unwrap_or(0));
-    let finish_at = {
-        let queries = inner.queries.lock().unwrap();
-        match queries.get(&token) {
-            None => return gone(),
-            Some(q) => q.finish_at,
-        }
-    };
-    let now = Instant::now();
-    if finish_at > now {
-        tokio::time::sleep((finish_at - now).min(wait)).await;
-    }
-    let mut queries = inner.queries.lock().unwrap();
-    let Some(query) = queries.get_mut(&token) else {
-        return gone();
-    };
-    if query.polls_left > 1 || query.finish_at > Instant::now() {
-        query.polls_left = query.polls_left.saturating_sub(1);
-        return axum::Json(json!({ "state": "RUNNING", "progress": 50, "ttlSeconds": 60 }))
-            .into_response();
-    }
-    let query = queries.remove(&token).expect("present");
-    finished(query.result)
-}
-
-async fn query_cancel(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(params): Query<PollParams>,
-) -> Response {
-    inner.record(&method, &uri, &headers, &[]);
-    if let Some(fault) = inner.before(Route::QueryCancel).await {
-        return fault;
-    }
-    if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return *response;
-    }
-    let Some(token) = params.request_token else {
-        return envelope(
-            StatusCode::BAD_REQUEST,
-            "The supplied request is wrong: request-token is required.",
-            None,
-        );
-    };
-    let Some(query) = inner.queries.lock().unwrap().remove(&token) else {
-        return gone();
-    };
-    inner.cancelled.lock().unwrap().push(token);
-    if query.polls_left <= 1 && query.finish_at <= Instant::now() {
-        return finished(query.result);
-    }
-    StatusCode::ACCEPTED.into_response()
-}
-
-async fn query_verify(
-    State(inner): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    inner.record(&method, &uri, &headers, &body);
-    if let Some(fault) = inner.before(Route::QueryVerify).await {
-        return fault;
-    }
-    if let Err(response) = inner.authorize(&headers, &["storage:buckets:read"]) {
-        return *response;
-    }
-    let query = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_string));
-    let Some(query) = query.filter(|q| !q.trim().is_empty()) else {
-        return envelope(
-            StatusCode::BAD_REQUEST,
-            "The supplied request is wrong.",
-            Some(
-                json!({"constraintViolations": [{"message": "must not be blank", "parameterLocation": "PAYLOAD_BODY", "path": "query"}]}),
-            ),
-        );
-    };
-    let problem = match dql::parse(&query) {
-        Err(e) => Some(e),
-        Ok(parsed) => match parsed.source() {
-            Some(name) if data::source(name, 0, 0).is_none() => Some(dql::DqlError {
-                error_type: "DATA_OBJECT_NOT_FOUND",
-                message: format!("The data object `{name}` doesn't exist."),
-                start: dql::Pos {
-                    index: 6,
-                    line: 1,
-                    column: 7,
-                },
-                end: dql::Pos {
-                    index: 6,
-                    line: 1,
-                    column: 7,
-                },
-            }),
-            _ => None,
-        },
-    };
-    match problem {
-        None => axum::Json(json!({ "valid": true, "notifications": [] })).into_response(),
-        Some(e) => axum::Json(json!({
-            "valid": false,
-            "notifications": [{
-                "severity": "ERROR",
-                "notificationType": e.error_type,
-                "message": e.message,
-                "messageFormat": e.message,
-                "messageFormatSpecifierTypes": [],
-                "arguments": [],
-                "syntaxPosition": e.position_json(),
-            }]
-        }))
-        .into_response(),
-    }
-}
+#[cfg(test)]
+mod route_tests;

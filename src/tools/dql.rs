@@ -241,12 +241,14 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             }
             None => statement.to_string(),
         };
+        ctx.state.budget.check(ctx.state.dynatrace.grail_usage())?;
         let scopes = scopes::for_dql(&query);
         let request = ExecuteRequest {
             query,
             // One more than asked for tells whether more records exist.
             max_result_records: Some(u64::from(limit) + 1),
             max_result_bytes: Some(u64::from(size_mb) * 1024 * 1024),
+            default_scan_limit_gbytes: ctx.state.settings.query_scan_limit_gb,
             ..Default::default()
         };
         let guard = QueryGuard::new(client.clone(), &scopes);
@@ -262,26 +264,84 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             request_token,
             progress,
         } => {
-            let handle = ctx.state.signer.issue(
-                HANDLE_KIND,
-                &HandlePayload {
-                    t: request_token,
-                    n: limit,
-                    s: scopes,
-                },
-                HANDLE_TTL,
-            );
+            let handle = issue_handle(&ctx, request_token, limit, scopes);
             Ok(running_output(handle, progress))
         }
-        QueryRun::Finished(result) => Ok(finished_output(
-            *result,
-            limit,
-            format,
-            &fields,
-            ctx.state.settings.result_budget_bytes,
-            ctx.state.dynatrace.grail_usage().scanned_bytes(),
-        )),
+        QueryRun::Finished(result) => {
+            let mut output = finished_output(
+                *result,
+                limit,
+                format,
+                &fields,
+                ctx.state.settings.result_budget_bytes,
+                ctx.state.dynatrace.grail_usage().scanned_bytes(),
+            );
+            if let Some(note) = ctx.state.budget.note(ctx.state.dynatrace.grail_usage()) {
+                output.text.push('\n');
+                output.text.push_str(&note);
+            }
+            Ok(output)
+        }
     }
+}
+
+fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: String) -> String {
+    ctx.state.signer.issue(
+        HANDLE_KIND,
+        &HandlePayload {
+            t: request_token,
+            n: limit,
+            s: scopes,
+        },
+        HANDLE_TTL,
+    )
+}
+
+/// Runs a statement built by another tool: the budget gate, the scan limit, cancellation when
+/// the caller goes away, and a query still running at the deadline answered with a queryHandle
+/// for execute_dql. Returns the finished result.
+pub(crate) async fn run_statement(
+    ctx: &ToolContext,
+    statement: String,
+    max_records: u64,
+    max_bytes: u64,
+) -> Result<QueryResult, ToolError> {
+    ctx.state.budget.check(ctx.state.dynatrace.grail_usage())?;
+    let client = ctx.state.dynatrace.clone();
+    let scopes = scopes::for_dql(&statement);
+    let request = ExecuteRequest {
+        query: statement,
+        max_result_records: Some(max_records),
+        max_result_bytes: Some(max_bytes),
+        default_scan_limit_gbytes: ctx.state.settings.query_scan_limit_gb,
+        ..Default::default()
+    };
+    let guard = QueryGuard::new(client.clone(), &scopes);
+    let run = tokio::select! {
+        run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
+        _ = ctx.cancel.cancelled() => return Err(cancelled()),
+    };
+    match run {
+        QueryRun::Finished(result) => Ok(*result),
+        QueryRun::Running { request_token, .. } => {
+            let handle = issue_handle(
+                ctx,
+                request_token,
+                max_records.min(u64::from(MAX_RECORD_LIMIT)) as u32,
+                scopes,
+            );
+            Err(ToolError::Refused(format!(
+                "the query is still running in Grail. Call execute_dql with queryHandle \"{handle}\" to fetch its raw records \
+                 when it finishes (valid for {} minutes), or call this tool again with a shorter timeframe",
+                HANDLE_TTL.as_secs() / 60
+            )))
+        }
+    }
+}
+
+/// The budget warning, if any, as a line to append to a tool's text.
+pub(crate) fn budget_note(ctx: &ToolContext) -> Option<String> {
+    ctx.state.budget.note(ctx.state.dynatrace.grail_usage())
 }
 
 fn cancelled() -> ToolError {

@@ -8,9 +8,20 @@
 //! Tool code never names rmcp, axum, Lambda or stdio: it receives a [`ToolContext`] and returns a
 //! [`ToolOutput`] or a [`ToolError`]; `crate::mcp` adapts both to the protocol.
 
+pub mod analyzers;
+pub mod buckets;
+pub mod budget;
+pub mod confirm;
+pub mod copilot;
+pub mod documents;
 pub mod dql;
+pub mod entities;
 pub mod environment;
+pub mod events;
 pub mod format;
+pub mod notify;
+pub mod problems;
+pub mod security;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -181,11 +192,53 @@ pub fn schema_for<T: JsonSchema>() -> JsonObject {
     let object = value.as_object_mut().expect("a root schema is an object");
     object.remove("title");
     let mut object = std::mem::take(object);
+    strip_nonstandard_formats(&mut object);
     // Tools without parameters still publish an object schema with (empty) properties.
     if !object.contains_key("properties") && object.get("type") == Some(&Value::from("object")) {
         object.insert("properties".into(), Value::Object(Map::new()));
     }
     object
+}
+
+/// schemars marks Rust integer widths as `format: uint32`, `int64`, …; those are not JSON Schema
+/// formats and some clients warn about them on every call. The ranges stay as `minimum`/`maximum`.
+fn strip_nonstandard_formats(object: &mut JsonObject) {
+    if object
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| {
+            matches!(
+                f,
+                "uint"
+                    | "uint8"
+                    | "uint16"
+                    | "uint32"
+                    | "uint64"
+                    | "int"
+                    | "int8"
+                    | "int16"
+                    | "int32"
+                    | "int64"
+                    | "double"
+                    | "float"
+            )
+        })
+    {
+        object.remove("format");
+    }
+    for value in object.values_mut() {
+        match value {
+            Value::Object(child) => strip_nonstandard_formats(child),
+            Value::Array(items) => {
+                for item in items {
+                    if let Value::Object(child) = item {
+                        strip_nonstandard_formats(child);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Every tool this server offers, in `tools/list` order.
@@ -212,13 +265,121 @@ impl Registry {
     }
 }
 
-/// Builds the registry once at start-up.
-pub fn registry() -> Registry {
-    Registry {
-        tools: vec![
-            environment::definition(),
-            dql::execute_definition(),
-            dql::verify_definition(),
-        ],
+/// Builds the registry once at start-up: reads always; the Davis tools with
+/// `DT_ENABLE_DAVIS_COPILOT`; the tools that change things only with `DT_ENABLE_WRITE_TOOLS`.
+pub fn registry(settings: &crate::config::Settings) -> Registry {
+    let mut tools = vec![
+        environment::definition(),
+        problems::list_definition(),
+        problems::details_definition(),
+        security::list_vulnerabilities_definition(),
+        entities::find_by_name_definition(),
+        entities::get_name_definition(),
+        dql::execute_definition(),
+        dql::verify_definition(),
+        events::kubernetes_definition(),
+        events::exceptions_definition(),
+        buckets::list_definition(),
+        buckets::describe_definition(),
+        entities::list_tags_definition(),
+        entities::find_by_tag_definition(),
+        documents::find_definition(),
+        budget::get_definition(),
+        budget::reset_definition(),
+    ];
+    if settings.enable_davis_copilot {
+        tools.extend([
+            copilot::generate_definition(),
+            copilot::explain_definition(),
+            copilot::chat_definition(),
+            analyzers::list_definition(),
+            analyzers::execute_definition(),
+        ]);
+    }
+    if settings.enable_write_tools {
+        tools.extend([
+            notify::create_workflow_definition(),
+            notify::make_workflow_public_definition(),
+            notify::send_email_definition(),
+            notify::send_slack_definition(),
+            documents::create_notebook_definition(),
+            events::send_event_definition(),
+        ]);
+    }
+    Registry { tools }
+}
+
+/// A record field as text (strings as they are, numbers and booleans printed).
+pub(crate) fn text_field(record: &Value, key: &str) -> Option<String> {
+    match record.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// A record field as a number (Grail sends longs as strings).
+pub(crate) fn num_field(record: &Value, key: &str) -> Option<f64> {
+    match record.get(key)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A record field as a list of strings.
+pub(crate) fn list_field(record: &Value, key: &str) -> Vec<String> {
+    match record.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| (!v.is_null()).then(|| v.to_string()))
+            })
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Appends `item` unless the text would pass `budget` bytes; says how many were left out.
+pub(crate) struct Listing {
+    pub text: String,
+    budget: usize,
+    pub shown: usize,
+    pub left_out: usize,
+}
+
+impl Listing {
+    pub fn new(header: String, budget: usize) -> Self {
+        Self {
+            text: header,
+            budget,
+            shown: 0,
+            left_out: 0,
+        }
+    }
+
+    pub fn push(&mut self, item: &str) {
+        if self.left_out > 0 || (self.shown > 0 && self.text.len() + item.len() > self.budget) {
+            self.left_out += 1;
+            return;
+        }
+        self.text.push_str(item);
+        self.shown += 1;
+    }
+
+    /// The text with a closing note when items were left out.
+    pub fn finish(mut self, how_to_see_more: &str) -> String {
+        if self.left_out > 0 {
+            self.text.push_str(&format!(
+                "\n{} more left out to fit the response budget: {how_to_see_more}.",
+                self.left_out
+            ));
+        }
+        self.text
     }
 }

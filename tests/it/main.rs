@@ -5,9 +5,13 @@
 mod helpers;
 
 mod auth;
+mod catalog;
+mod davis;
 mod grail;
 mod lambda;
 mod protocol;
+mod reads;
 mod secrets;
 mod stdio;
 mod tools;
+mod writes;

@@ -1,0 +1,186 @@
+//! Confirmation for tools that change things, without sessions.
+//!
+//! The first call of a write tool returns a preview of exactly what would be sent and a
+//! short-lived confirmation token: an HMAC-signed handle binding the tool name to a hash of the
+//! planned request. Calling the tool again with the same arguments and that token performs it.
+//! A token is refused when the arguments changed (the planned request hashes differently), when
+//! it expired, or when it was already used (the [`ReplayGuard`] remembers used tokens until they
+//! expire; in memory per instance for now, behind a trait so a shared store can replace it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{ToolContext, ToolError, ToolOutput};
+use crate::signing::HandleError;
+
+const KIND: &str = "write-confirmation";
+
+/// Remembers which confirmation tokens were used.
+pub trait ReplayGuard: Send + Sync {
+    /// Records `nonce` as used; `false` when it already was.
+    fn claim(&self, nonce: &str, expires_at: u64) -> bool;
+}
+
+/// The in-memory [`ReplayGuard`] of one instance.
+#[derive(Default)]
+pub struct InMemoryReplayGuard {
+    used: Mutex<HashMap<String, u64>>,
+}
+
+impl ReplayGuard for InMemoryReplayGuard {
+    fn claim(&self, nonce: &str, expires_at: u64) -> bool {
+        let now = now_secs();
+        let mut used = self.used.lock().expect("replay guard lock");
+        used.retain(|_, expiry| *expiry >= now);
+        used.insert(nonce.to_string(), expires_at).is_none()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    /// Tool name.
+    t: String,
+    /// SHA-256 of the planned request.
+    h: String,
+    /// Nonce.
+    n: String,
+    /// Expiry (Unix seconds), for the replay guard.
+    e: u64,
+}
+
+/// `structuredContent` of a preview.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// Always `confirmation_required`.
+    pub status: String,
+    /// What the call would do.
+    pub action: String,
+    /// The request that would be sent to Dynatrace.
+    pub request: Value,
+    /// Pass this back, with the same arguments, to perform the action.
+    pub confirmation_token: String,
+    /// Seconds the token stays valid.
+    pub expires_in_seconds: u64,
+}
+
+/// The outcome of [`check`]: either go ahead, or answer with a preview.
+pub enum Confirmation {
+    Granted,
+    Preview(ToolOutput),
+}
+
+fn hash(tool: &str, planned: &Value) -> String {
+    // serde_json's map is ordered, so equal requests serialize identically.
+    let digest = Sha256::new()
+        .chain_update(tool.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(serde_json::to_vec(planned).expect("JSON serializes"))
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks `token` against the planned request, or builds the preview when there is none.
+pub fn check(
+    ctx: &ToolContext,
+    tool: &str,
+    action: String,
+    planned: Value,
+    token: Option<&str>,
+) -> Result<Confirmation, ToolError> {
+    let signer = &ctx.state.signer;
+    let expected = hash(tool, &planned);
+    let ttl = ctx.state.settings.confirmation_ttl;
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        let expires_at = now_secs() + ttl.as_secs();
+        let token = signer.issue(
+            KIND,
+            &Payload {
+                t: tool.to_string(),
+                h: expected,
+                n: format!("{:032x}", rand::random::<u128>()),
+                e: expires_at,
+            },
+            ttl,
+        );
+        let text = format!(
+            "Confirmation needed: this would {action}.\nRequest that would be sent:\n```json\n{}\n```\n\
+             Show this to the user. To go ahead, call {tool} again with exactly the same arguments plus \
+             confirmationToken \"{token}\" (valid for {} s).",
+            serde_json::to_string_pretty(&planned).expect("JSON serializes"),
+            ttl.as_secs()
+        );
+        let preview = Preview {
+            status: "confirmation_required".into(),
+            action,
+            request: planned,
+            confirmation_token: token,
+            expires_in_seconds: ttl.as_secs(),
+        };
+        return Ok(Confirmation::Preview(
+            ToolOutput::text(text).with_structured(&preview),
+        ));
+    };
+    let payload: Payload = signer.open(KIND, token).map_err(|e| match e {
+        HandleError::Invalid => ToolError::InvalidArguments(format!(
+            "confirmationToken: {e}; call {tool} without confirmationToken to get a new preview"
+        )),
+        HandleError::Expired(secs) => ToolError::Refused(format!(
+            "the confirmation expired {secs} s ago: call {tool} again without confirmationToken for a new preview"
+        )),
+    })?;
+    if payload.t != tool {
+        return Err(ToolError::Refused(format!(
+            "this confirmationToken was issued for {}, not {tool}: call {tool} without it for a preview",
+            payload.t
+        )));
+    }
+    if payload.h != expected {
+        return Err(ToolError::Refused(format!(
+            "the arguments differ from the ones previewed with this confirmationToken, so nothing was done: \
+             call {tool} without confirmationToken to preview the new arguments"
+        )));
+    }
+    if !ctx.state.replay_guard.claim(&payload.n, payload.e) {
+        return Err(ToolError::Refused(format!(
+            "this confirmationToken was already used, so nothing was done again: call {tool} without it for a new preview \
+             if the action really should happen twice"
+        )));
+    }
+    Ok(Confirmation::Granted)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_guard_allows_each_nonce_once() {
+        let guard = InMemoryReplayGuard::default();
+        let later = now_secs() + 60;
+        assert!(guard.claim("a", later));
+        assert!(!guard.claim("a", later));
+        assert!(guard.claim("b", later));
+    }
+
+    #[test]
+    fn hashes_depend_on_tool_and_request() {
+        let a = hash("send_email", &serde_json::json!({"subject": "x"}));
+        assert_eq!(a, hash("send_email", &serde_json::json!({"subject": "x"})));
+        assert_ne!(a, hash("send_email", &serde_json::json!({"subject": "y"})));
+        assert_ne!(a, hash("send_event", &serde_json::json!({"subject": "x"})));
+    }
+}
