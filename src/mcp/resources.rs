@@ -33,7 +33,7 @@ pub fn read(uri: &str) -> Result<ReadResourceResult, McpError> {
                 format!(
                     "there is no resource `{other}`: the resources are {REFERENCE_URI} and {RULE_URI}"
                 ),
-                None,
+                Some(serde_json::json!({ "uri": other })),
             ));
         }
     };
