@@ -203,7 +203,29 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     } else {
         FrontDoor::Http
     };
-    let settings = Settings::from_source(&sandbox.settings_source(), front_door)?;
+    // Everything is on in the demo (nothing leaves this machine); the environment may still
+    // switch a part off or change any MCP_* setting.
+    let env = Source::from_env();
+    let mut source = sandbox.settings_source();
+    for (key, default) in [
+        ("DT_ENABLE_DAVIS_COPILOT", "1"),
+        ("DT_ENABLE_WRITE_TOOLS", "1"),
+        (
+            "SLACK_CONNECTION_ID",
+            dynatrace_mcp::sandbox::DEMO_SLACK_CONNECTION,
+        ),
+    ] {
+        source.set(key, env.get(key).unwrap_or(default));
+    }
+    for key in dynatrace_mcp::config::KNOWN_VARIABLES
+        .iter()
+        .filter(|k| k.starts_with("MCP_"))
+    {
+        if let Some(value) = env.get(key) {
+            source.set(*key, value);
+        }
+    }
+    let settings = Settings::from_source(&source, front_door)?;
     let state = startup::build_state(settings.clone())?;
     if over_stdio {
         eprintln!(
