@@ -4,6 +4,8 @@
 # Node 22 for the conformance suite) into a cache, then runs
 #   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings)
 #   2. unit and integration tests, including the ones that need moto_server (cargo test)
+#   2b. the AWS deployment files, checked offline with the real tools (scripts/check-aws.sh: cfn-lint,
+#      sam validate, actionlint, hadolint, botocore models, podman image build and run, cargo lambda)
 #   3. third-party MCP clients against the real binary (tests/clients/run.sh): the official
 #      Python `mcp` client in both protocol eras over HTTP and stdio, the MCP Inspector CLI, and
 #      the official conformance suite's transport scenarios.
@@ -15,7 +17,7 @@ started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
 
 step "installing test tools"
-scripts/test-tools.sh python node
+scripts/test-tools.sh python node lambda sam
 # shellcheck disable=SC1091
 source "${DTMCP_TOOLS_DIR:-.cache/tools}/env.sh"
 
@@ -27,6 +29,8 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration, with moto_server)"
 cargo test --locked -- --include-ignored
+
+step "AWS deployment files (scripts/check-aws.sh)" && scripts/check-aws.sh
 
 step "third-party MCP clients against the binary"
 cargo build --locked --bin dynatrace-mcp

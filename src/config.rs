@@ -53,6 +53,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "DT_QUERY_SCAN_LIMIT_GB",
     "SLACK_CONNECTION_ID",
     "MCP_CONFIRMATION_TTL_SECONDS",
+    "MCP_AUTH_TOKEN_KEY",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -139,7 +140,14 @@ impl Source {
 
     /// Lays the keys of a secret's JSON object over this source. Returns the keys that are not
     /// variables this server knows (they are ignored, and the caller reports them by name).
+    ///
+    /// `MCP_AUTH_TOKEN_KEY` (from the environment) names the key that holds the auth token when it
+    /// is not `MCP_AUTH_TOKEN`, e.g. a secret shared with other services.
     pub fn overlay_secret(&mut self, secret_json: &str) -> Result<Vec<String>, ConfigError> {
+        let token_key = self
+            .get("MCP_AUTH_TOKEN_KEY")
+            .filter(|k| *k != "MCP_AUTH_TOKEN")
+            .map(str::to_string);
         let parsed: serde_json::Value = serde_json::from_str(secret_json).map_err(|_| {
             ConfigError::new(
                 "DT_SECRET_ID",
@@ -155,6 +163,11 @@ impl Source {
         };
         let mut unknown = Vec::new();
         for (key, value) in map {
+            let key = if token_key.as_deref() == Some(key.as_str()) {
+                "MCP_AUTH_TOKEN".to_string()
+            } else {
+                key
+            };
             if !KNOWN_VARIABLES.contains(&key.as_str()) {
                 unknown.push(key);
                 continue;
@@ -944,6 +957,22 @@ mod tests {
         let s = Settings::from_source(&src, FrontDoor::Lambda).unwrap();
         assert_eq!(s.environment.base(), "https://zzz99999.apps.dynatrace.com");
         assert_eq!(s.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn the_auth_token_can_come_from_another_key_of_the_secret() {
+        let mut src = platform(&[("MCP_AUTH_TOKEN_KEY", "mcp-token")]);
+        let unknown = src
+            .overlay_secret(r#"{"mcp-token":"a-long-enough-auth-token"}"#)
+            .unwrap();
+        assert!(unknown.is_empty());
+        let s = Settings::from_source(&src, FrontDoor::Lambda).unwrap();
+        assert_eq!(
+            s.mcp_auth_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+            Some("a-long-enough-auth-token".to_string())
+        );
     }
 
     #[test]

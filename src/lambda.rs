@@ -35,16 +35,30 @@ pub fn prepare(mut request: Request) -> Request {
         strip_stage(&mut request, &stage);
     }
     if let Some(context) = request.lambda_context_ref() {
-        let deadline_ms = context.deadline;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        let remaining = remaining_time(context.deadline, now_ms());
         let deadline = Deadline::after(remaining.saturating_sub(DEADLINE_MARGIN));
         request.extensions_mut().insert(RequestDeadline(deadline));
     }
     request
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Time left in the invocation. Lambda's `Lambda-Runtime-Deadline-Ms` is an epoch time in
+/// milliseconds; `cargo lambda watch` (1.9) sends a duration instead (600000). A value that cannot
+/// be an epoch time in this century is read as a duration, so local development behaves like Lambda.
+fn remaining_time(deadline_ms: u64, now_ms: u64) -> Duration {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    if deadline_ms < YEAR_2001_MS {
+        Duration::from_millis(deadline_ms)
+    } else {
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    }
 }
 
 fn stage_of(request: &Request) -> Option<String> {
@@ -77,5 +91,18 @@ fn strip_stage(request: &mut Request, stage: &str) {
         if let Ok(new_uri) = http::Uri::from_parts(parts) {
             *request.uri_mut() = new_uri;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_epoch_times_or_cargo_lambda_durations() {
+        let now = 1_764_000_000_000;
+        assert_eq!(remaining_time(now + 25_000, now), Duration::from_secs(25));
+        assert_eq!(remaining_time(now - 5, now), Duration::ZERO);
+        assert_eq!(remaining_time(600_000, now), Duration::from_secs(600));
     }
 }

@@ -115,6 +115,16 @@ async fn load(
 
 async fn run_lambda() -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Lambda, LogFormat::Json).await?;
+    // A function URL or API Gateway is reachable from anywhere: as for `serve` on a public address,
+    // no token means no start, unless the front (IAM auth, an authorizer) authenticates callers.
+    if settings.mcp_auth_token.is_none() && !settings.allow_unauthenticated {
+        return Err(ConfigError::new(
+            "MCP_AUTH_TOKEN",
+            "is required on Lambda: put it in the DT_SECRET_ID secret (or set it), or set \
+             MCP_ALLOW_UNAUTHENTICATED=1 if the function URL or API Gateway authenticates every caller",
+        )
+        .into());
+    }
     let options =
         startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
     let state = startup::build_state(settings)?;

@@ -21,7 +21,16 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::helpers::binary;
+use crate::helpers::{AUTH_TOKEN, binary};
+
+/// The event with the auth header added, in each payload format's own place.
+fn with_token(mut event: Value) -> Value {
+    event["headers"]["x-mcp-auth-token"] = json!(AUTH_TOKEN);
+    if event.get("multiValueHeaders").is_some_and(Value::is_object) {
+        event["multiValueHeaders"]["x-mcp-auth-token"] = json!([AUTH_TOKEN]);
+    }
+    event
+}
 
 const FIXTURES: &[&str] = &["apigw-v1-rest", "apigw-v2-http", "alb", "function-url"];
 
@@ -184,6 +193,7 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
         .env("AWS_REGION", "us-east-1")
+        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
         .envs(sandbox.settings_pairs())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -191,8 +201,16 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         .spawn()
         .unwrap();
 
+    // Without the token the function answers 401, whatever the front door.
+    api.invoke(
+        "no-token",
+        serde_json::from_str(&fixture("apigw-v2-http")).unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(api.response("no-token").await["statusCode"], 401);
+
     for name in FIXTURES {
-        let event: Value = serde_json::from_str(&fixture(name)).unwrap();
+        let event = with_token(serde_json::from_str(&fixture(name)).unwrap());
         api.invoke(name, event, Duration::from_secs(30));
         let response = api.response(name).await;
         assert_eq!(response["statusCode"], 200, "{name}: {response}");
@@ -214,7 +232,7 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
     // The invocation's remaining time bounds a tool call: a query still running when it nears
     // comes back as a handle, well before Lambda would cut the invocation off.
     sandbox.set_query_timing(QueryTiming::Duration(Duration::from_secs(20)));
-    let mut event: Value = serde_json::from_str(&fixture("apigw-v2-http")).unwrap();
+    let mut event = with_token(serde_json::from_str(&fixture("apigw-v2-http")).unwrap());
     event["body"] = Value::String(
         json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 1"}}})
             .to_string(),
@@ -244,4 +262,24 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         !logs.contains(dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET),
         "no secret in the logs"
     );
+}
+
+#[tokio::test]
+async fn a_lambda_without_an_auth_token_refuses_to_start() {
+    let output = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("DT_ENVIRONMENT", "https://abc12345.apps.dynatrace.com")
+        .env("DT_PLATFORM_TOKEN", "dt0s16.SECRETSECRET")
+        .env("MCP_LOG_LEVEL", "off")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MCP_AUTH_TOKEN") && stderr.contains("MCP_ALLOW_UNAUTHENTICATED"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRETSECRET"));
 }
