@@ -120,6 +120,7 @@ pub struct ExecuteOutput {
     pub execution_status: String,
     /// SUCCESSFUL, SUCCESSFUL_WITH_WARNINGS or FAILED.
     pub result_status: Option<String>,
+    /// The timeframe the analyzer ran on, as Davis reports it (`startTime`, `endTime`).
     pub timeframe: Value,
     pub output: Vec<Value>,
     pub logs: Vec<Value>,

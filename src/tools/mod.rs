@@ -193,6 +193,7 @@ pub fn schema_for<T: JsonSchema>() -> JsonObject {
     object.remove("title");
     let mut object = std::mem::take(object);
     strip_nonstandard_formats(&mut object);
+    replace_boolean_subschemas(&mut object);
     // Tools without parameters still publish an object schema with (empty) properties.
     if !object.contains_key("properties") && object.get("type") == Some(&Value::from("object")) {
         object.insert("properties".into(), Value::Object(Map::new()));
@@ -233,6 +234,36 @@ fn strip_nonstandard_formats(object: &mut JsonObject) {
                 for item in items {
                     if let Value::Object(child) = item {
                         strip_nonstandard_formats(child);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// schemars writes an unconstrained property (a `serde_json::Value`) as the boolean schema `true`.
+/// That is valid JSON Schema, but the MCP schema types `properties` values as objects, and clients
+/// that validate `tools/list` (the Inspector, the conformance suite's wire check) reject the whole
+/// list. `{}` means the same and is accepted everywhere.
+fn replace_boolean_subschemas(object: &mut JsonObject) {
+    for (key, value) in object.iter_mut() {
+        match value {
+            Value::Bool(true) if key == "items" => *value = Value::Object(Map::new()),
+            Value::Object(child) if key == "properties" || key == "$defs" => {
+                for property in child.values_mut() {
+                    match property {
+                        Value::Bool(true) => *property = Value::Object(Map::new()),
+                        Value::Object(schema) => replace_boolean_subschemas(schema),
+                        _ => {}
+                    }
+                }
+            }
+            Value::Object(child) => replace_boolean_subschemas(child),
+            Value::Array(items) => {
+                for item in items {
+                    if let Value::Object(child) = item {
+                        replace_boolean_subschemas(child);
                     }
                 }
             }

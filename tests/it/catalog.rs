@@ -57,12 +57,42 @@ async fn every_tool_publishes_object_schemas_and_a_title() {
         );
         if let Some(output) = tool.get("outputSchema") {
             assert_eq!(output["type"], "object", "{name}");
+            assert_no_boolean_property_schema(name, "outputSchema", output);
         }
+        assert_no_boolean_property_schema(name, "inputSchema", &tool["inputSchema"]);
         let schema = tool["inputSchema"].to_string();
         assert!(
             !schema.contains("\"format\":\"uint"),
             "{name}: non-standard formats"
         );
+    }
+}
+
+/// The MCP schema types every `properties` value as an object; the Inspector rejects the whole
+/// `tools/list` when one is the boolean schema `true`.
+fn assert_no_boolean_property_schema(tool: &str, at: &str, schema: &Value) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "properties" {
+                    // A map from property names to schemas, not a schema itself.
+                    for (property, sub) in value.as_object().into_iter().flatten() {
+                        let at = format!("{at}.properties.{property}");
+                        assert!(
+                            sub.is_object(),
+                            "{tool}: {at} is {sub}, not an object schema"
+                        );
+                        assert_no_boolean_property_schema(tool, &at, sub);
+                    }
+                } else {
+                    assert_no_boolean_property_schema(tool, &format!("{at}.{key}"), value);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| assert_no_boolean_property_schema(tool, at, item)),
+        _ => {}
     }
 }
 
