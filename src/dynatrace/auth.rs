@@ -63,7 +63,7 @@ struct Slot {
 
 /// Hands out bearer tokens for a credential and a scope set.
 pub struct TokenProvider {
-    http: reqwest::Client,
+    http: Arc<super::HttpClient>,
     sso_url: Url,
     slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
     generation: std::sync::atomic::AtomicU64,
@@ -89,7 +89,7 @@ struct TokenErrorBody {
 }
 
 impl TokenProvider {
-    pub fn new(http: reqwest::Client, sso_url: Url) -> Self {
+    pub fn new(http: Arc<super::HttpClient>, sso_url: Url) -> Self {
         Self {
             http,
             sso_url,
@@ -208,6 +208,8 @@ impl TokenProvider {
         let started = Instant::now();
         let response = self
             .http
+            .get()
+            .await?
             .post(self.sso_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)

@@ -128,7 +128,7 @@ impl ApiResponse {
 }
 
 pub struct DynatraceClient {
-    http: reqwest::Client,
+    http: Arc<super::HttpClient>,
     environment: DtEnvironment,
     credentials: Credentials,
     tokens: Arc<TokenProvider>,
@@ -138,7 +138,7 @@ pub struct DynatraceClient {
 
 impl DynatraceClient {
     pub fn new(
-        http: reqwest::Client,
+        http: Arc<super::HttpClient>,
         environment: DtEnvironment,
         credentials: Credentials,
         tokens: Arc<TokenProvider>,
@@ -192,6 +192,8 @@ impl DynatraceClient {
                 .await?;
             let mut builder = self
                 .http
+                .get()
+                .await?
                 .request(request.method.clone(), &url)
                 .header(AUTHORIZATION, bearer.header_value())
                 .header(ACCEPT, "application/json")

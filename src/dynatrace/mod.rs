@@ -17,26 +17,81 @@ pub mod grail;
 pub mod notifications;
 pub mod scopes;
 
+use std::sync::Arc;
+
 pub use client::DynatraceClient;
 pub use error::DynatraceError;
 
-/// Builds the shared outbound HTTP client: rustls with the system's roots (which honour
-/// `SSL_CERT_FILE`) plus an optional extra PEM bundle, proxies from `HTTPS_PROXY`/`NO_PROXY`,
-/// pooled connections and bounded connect time.
-pub fn http_client(extra_ca_pem: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
-    use anyhow::Context;
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .pool_idle_timeout(std::time::Duration::from_secs(50))
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(pem) = extra_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .context("DT_CA_BUNDLE: expected a PEM file of CA certificates")?;
-        if certs.is_empty() {
-            anyhow::bail!("DT_CA_BUNDLE: the file holds no PEM certificates");
-        }
-        builder = builder.tls_certs_merge(certs);
+/// The shared outbound HTTP client: rustls with the system's roots (which honour `SSL_CERT_FILE`)
+/// plus an optional extra PEM bundle, proxies from `HTTPS_PROXY`/`NO_PROXY`, pooled connections
+/// and bounded connect time.
+///
+/// Loading the platform's trusted roots costs about 5 ms of CPU, half of a stdio cold start, and
+/// `initialize` and `tools/list` never need it. So the client is built on a blocking thread in the
+/// background as soon as the server starts ([`HttpClient::warm_up`]), and the first Dynatrace call
+/// waits for that build if it is still running.
+pub struct HttpClient {
+    cell: tokio::sync::OnceCell<reqwest::Client>,
+    extra_roots: Vec<reqwest::Certificate>,
+}
+
+impl HttpClient {
+    /// Checks `extra_ca_pem` (the `DT_CA_BUNDLE` file) now, so a bad bundle stops start-up.
+    pub fn new(extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Arc<Self>> {
+        let extra_roots = match extra_ca_pem {
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| {
+                    anyhow::anyhow!("DT_CA_BUNDLE: expected a PEM file of CA certificates")
+                })?;
+                if certs.is_empty() {
+                    anyhow::bail!("DT_CA_BUNDLE: the file holds no PEM certificates");
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        Ok(Arc::new(Self {
+            cell: tokio::sync::OnceCell::new(),
+            extra_roots,
+        }))
     }
-    builder.build().context("building the HTTPS client")
+
+    /// Starts building the client in the background when a Tokio runtime is running.
+    pub fn warm_up(self: &Arc<Self>) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let this = Arc::clone(self);
+            runtime.spawn(async move {
+                if let Err(error) = this.get().await {
+                    tracing::warn!(%error, "the HTTPS client for Dynatrace could not be built");
+                }
+            });
+        }
+    }
+
+    /// The client, built on first use.
+    pub async fn get(&self) -> Result<&reqwest::Client, DynatraceError> {
+        self.cell
+            .get_or_try_init(|| async {
+                let builder = self.builder();
+                tokio::task::spawn_blocking(move || builder.build())
+                    .await
+                    .map_err(|e| {
+                        DynatraceError::Network(format!("building the HTTPS client: {e}"))
+                    })?
+                    .map_err(|e| DynatraceError::Network(format!("building the HTTPS client: {e}")))
+            })
+            .await
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .pool_idle_timeout(std::time::Duration::from_secs(50))
+            .redirect(reqwest::redirect::Policy::none());
+        if !self.extra_roots.is_empty() {
+            builder = builder.tls_certs_merge(self.extra_roots.clone());
+        }
+        builder
+    }
 }

@@ -24,6 +24,8 @@ const DEFAULT_RECORD_LIMIT: u32 = 50;
 const MAX_RECORD_LIMIT: u32 = 10_000;
 const DEFAULT_SIZE_LIMIT_MB: u32 = 1;
 const MAX_SIZE_LIMIT_MB: u32 = 10;
+/// The smallest `maxResultBytes` asked of Grail, whatever the response budget.
+const MIN_GRAIL_BYTES: u64 = 64 * 1024;
 /// How long a query handle stays valid (Grail keeps a finished result for a minute after it is
 /// ready; a running query's token lives while the query runs).
 const HANDLE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -247,7 +249,11 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             query,
             // One more than asked for tells whether more records exist.
             max_result_records: Some(u64::from(limit) + 1),
-            max_result_bytes: Some(u64::from(size_mb) * 1024 * 1024),
+            max_result_bytes: Some(grail_byte_limit(
+                size_mb,
+                fields.is_empty(),
+                ctx.state.settings.result_budget_bytes,
+            )),
             default_scan_limit_gbytes: ctx.state.settings.query_scan_limit_gb,
             ..Default::default()
         };
@@ -283,6 +289,31 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             Ok(output)
         }
     }
+}
+
+/// The `maxResultBytes` asked of Grail. Records that do not fit the response budget are dropped
+/// anyway, so without a `fields` projection (which shrinks records after they arrive) Grail is
+/// asked for no more than the budget: a 10,000-record query then costs the server about as much
+/// memory and transfer as the answer it produces, not as recordSizeLimitMB allows. The records
+/// left out stay reachable with `continueFrom`.
+fn grail_byte_limit(size_mb: u32, whole_records: bool, budget: usize) -> u64 {
+    let asked = u64::from(size_mb) * 1024 * 1024;
+    if whole_records {
+        asked.min((budget as u64).max(MIN_GRAIL_BYTES))
+    } else {
+        asked
+    }
+}
+
+/// Whether Grail cut the result at `maxResultBytes` (rather than at `maxResultRecords`).
+fn cut_by_bytes(grail: Option<&GrailMetadata>) -> bool {
+    grail.is_some_and(|g| {
+        g.notifications.iter().any(|n| {
+            n.notification_type
+                .as_deref()
+                .is_some_and(|t| t.to_ascii_uppercase().contains("TRUNCAT"))
+        })
+    })
 }
 
 fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: String) -> String {
@@ -387,7 +418,8 @@ fn finished_output(
         mut types,
         metadata,
     } = result;
-    let has_more = records.len() > limit as usize;
+    let grail = metadata.grail.as_ref();
+    let has_more = records.len() > limit as usize || cut_by_bytes(grail);
     records.truncate(limit as usize);
     if !fields.is_empty() {
         for record in &mut records {
@@ -396,7 +428,6 @@ fn finished_output(
             }
         }
     }
-    let grail = metadata.grail.as_ref();
 
     // The text block and structuredContent each get half the budget.
     let rendered = render_records(&records, format, budget / 2);
@@ -476,6 +507,11 @@ fn finished_output(
         text.push_str(&format!(
             "\nMore records exist: call execute_dql with the same statement and continueFrom \"{cursor}\" for the next page."
         ));
+    } else if cut_by_bytes(grail) {
+        text.push_str(
+            "\nGrail stopped at its result size limit: select fewer fields (fields), narrow the query, \
+             or sort by timestamp descending to page with continueFrom.",
+        );
     } else if has_more {
         text.push_str(&format!(
             "\nMore than {limit} records matched: raise recordLimit or narrow the query."

@@ -94,7 +94,8 @@ async fn execute_dql_returns_records_types_and_metadata() {
         "fetch logs | filter loglevel == \"ERROR\" | fields timestamp, content, loglevel | limit 5"
     );
     assert_eq!(body["maxResultRecords"], 11);
-    assert_eq!(body["maxResultBytes"], 1024 * 1024);
+    // recordSizeLimitMB (1 MB by default) capped at the response budget (128 KiB by default).
+    assert_eq!(body["maxResultBytes"], 128 * 1024);
 }
 
 #[tokio::test]
@@ -303,4 +304,71 @@ async fn platform_token_is_sent_as_bearer_without_sso() {
     assert!(app.sandbox.requests_to("/sso/oauth2/token").is_empty());
     let sent = app.sandbox.requests_to("query:verify");
     assert_eq!(sent[0].bearer.as_deref(), Some(DEMO_PLATFORM_TOKEN));
+}
+
+/// Without `fields`, Grail is asked for no more bytes than the response budget; the records it
+/// leaves out are announced and reachable with continueFrom. With `fields`, recordSizeLimitMB
+/// applies as given.
+#[tokio::test]
+async fn execute_dql_asks_grail_for_no_more_than_the_answer_can_show() {
+    let app = spawn_with(Options {
+        env: vec![("MCP_RESULT_MAX_BYTES", "100000".into())],
+        ..Default::default()
+    })
+    .await;
+    let statement = "fetch logs | sort timestamp desc | limit 5000";
+    let result = app
+        .call_tool(
+            "execute_dql",
+            json!({"dqlStatement": statement, "recordLimit": 5000, "recordSizeLimitMB": 10}),
+        )
+        .await;
+    assert!(!is_error(&result), "{result}");
+    let sent: serde_json::Value = serde_json::from_str(
+        &app.sandbox
+            .requests_to("/query:execute")
+            .last()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(sent["maxResultBytes"], 100_000, "{sent}");
+    let s = &result["structuredContent"];
+    let returned = s["returnedRecords"].as_u64().unwrap();
+    assert!((10..5000).contains(&returned), "{returned} records");
+    assert_eq!(s["hasMore"], true);
+    let cursor = s["continueFrom"].as_str().expect("a continueFrom cursor");
+    assert!(text_of(&result).contains(cursor));
+
+    // The next page starts after the cursor.
+    let next = app
+        .call_tool(
+            "execute_dql",
+            json!({"dqlStatement": statement, "recordLimit": 5000, "continueFrom": cursor}),
+        )
+        .await;
+    assert!(!is_error(&next), "{next}");
+    let first_next = next["structuredContent"]["records"][0]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        first_next.as_str() < cursor,
+        "{first_next} follows {cursor}"
+    );
+
+    app.call_tool(
+        "execute_dql",
+        json!({"dqlStatement": statement, "recordLimit": 5000, "recordSizeLimitMB": 2, "fields": ["timestamp"]}),
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(
+        &app.sandbox
+            .requests_to("/query:execute")
+            .last()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(sent["maxResultBytes"], 2 * 1024 * 1024, "{sent}");
 }
