@@ -518,10 +518,11 @@ fn finished_output(
         ));
     }
 
+    let returned_records = records.len();
     let output = ExecuteOutput {
         status: QueryStatus::Succeeded,
-        returned_records: records.len(),
-        records,
+        returned_records,
+        records: Vec::new(),
         types,
         has_more: has_more || truncated,
         truncated,
@@ -530,7 +531,13 @@ fn finished_output(
         progress: None,
         metadata: grail.map(Metadata::from),
     };
-    ToolOutput::text(text).with_structured(&output)
+    // The records move into structuredContent instead of being copied by `to_value`: a large
+    // result is then held once, not twice.
+    let mut result = ToolOutput::text(text).with_structured(&output);
+    if let Some(Value::Object(map)) = result.structured.as_mut() {
+        map.insert("records".into(), Value::Array(records));
+    }
+    result
 }
 
 /// Keeps Grail's `types` true for the records actually returned: ranges past the end are
