@@ -40,7 +40,6 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         None => None,
     };
     let http = crate::dynatrace::HttpClient::new(extra_ca.as_deref())?;
-    http.warm_up();
     let tokens = Arc::new(TokenProvider::new(http.clone(), settings.sso_url.clone()));
     let dynatrace = Arc::new(DynatraceClient::new(
         http,

@@ -26,10 +26,11 @@ pub use error::DynatraceError;
 /// plus an optional extra PEM bundle, proxies from `HTTPS_PROXY`/`NO_PROXY`, pooled connections
 /// and bounded connect time.
 ///
-/// Loading the platform's trusted roots costs about 5 ms of CPU, half of a stdio cold start, and
-/// `initialize` and `tools/list` never need it. So the client is built on a blocking thread in the
-/// background as soon as the server starts ([`HttpClient::warm_up`]), and the first Dynatrace call
-/// waits for that build if it is still running.
+/// Loading the platform's trusted roots costs about 5 ms of CPU, more than half of a stdio cold
+/// start, and `initialize` and `tools/list` never need it. So the client is built (on a blocking
+/// thread) by the first call to Dynatrace, where 5 ms disappear next to a TLS handshake. Building
+/// it in the background at start-up instead was measured: on two cores it competes with the first
+/// answers and made the stdio cold start 2-3 ms slower (bench/README.md).
 pub struct HttpClient {
     cell: tokio::sync::OnceCell<reqwest::Client>,
     extra_roots: Vec<reqwest::Certificate>,
@@ -54,18 +55,6 @@ impl HttpClient {
             cell: tokio::sync::OnceCell::new(),
             extra_roots,
         }))
-    }
-
-    /// Starts building the client in the background when a Tokio runtime is running.
-    pub fn warm_up(self: &Arc<Self>) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let this = Arc::clone(self);
-            runtime.spawn(async move {
-                if let Err(error) = this.get().await {
-                    tracing::warn!(%error, "the HTTPS client for Dynatrace could not be built");
-                }
-            });
-        }
     }
 
     /// The client, built on first use.
