@@ -1,0 +1,522 @@
+//! `dtmcp-bench`: the parts of the benchmark that need a program rather than a shell.
+//!
+//! ```text
+//! dtmcp-bench sandbox [--port N]
+//!     The simulated tenant with request recording off, plus a control listener:
+//!     `POST <BENCH_SANDBOX_CONTROL>/latency/<ms>` sets the latency of every sandbox answer.
+//!     Prints `export KEY=VALUE` lines (the server's settings, BENCH_SANDBOX_CONTROL,
+//!     BENCH_PLATFORM_TOKEN), then a line `ready`; runs until SIGTERM/SIGINT.
+//! dtmcp-bench coldstart --bin PATH --mode stdio|http|version --runs N [--log FILE]
+//!     Spawns the server N+1 times (the first is a discarded warm-up) and times each run from
+//!     spawn to the complete `tools/list` answer. Prints JSON.
+//! dtmcp-bench lambda --bin PATH --event FILE --invocations N [--log FILE]
+//!     A Lambda Runtime API stand-in: runs the binary as a Lambda function and feeds it the API
+//!     Gateway event FILE with a `tools/list` body, then with an `execute_dql` body, N times each.
+//!     Prints JSON.
+//! ```
+//!
+//! Settings of the server under test come from the environment (run.sh exports the sandbox's).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use dynatrace_mcp::sandbox::{DEMO_PLATFORM_TOKEN, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+const EXECUTE_DQL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"execute_dql","arguments":{"dqlStatement":"fetch logs | limit 10"}}}"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("sandbox") => run_async(sandbox(opt(&args, "--port").unwrap_or(0))),
+        Some("coldstart") => coldstart(&args),
+        Some("lambda") => run_async(lambda(args.clone())),
+        _ => Err(anyhow!(
+            "usage: dtmcp-bench sandbox [--port N] | coldstart --bin PATH --mode stdio|http|version --runs N | lambda --bin PATH --event FILE --invocations N"
+        )),
+    };
+    if let Err(e) = result {
+        eprintln!("dtmcp-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_async<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Where the server's stderr goes: `--log FILE` (appended), else nowhere.
+fn log_target(args: &[String]) -> Result<Stdio> {
+    match opt::<String>(args, "--log") {
+        Some(path) => Ok(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {path}"))?,
+        )),
+        None => Ok(Stdio::null()),
+    }
+}
+
+fn req_opt<T: std::str::FromStr>(args: &[String], name: &str) -> Result<T> {
+    opt(args, name).ok_or_else(|| anyhow!("missing or malformed {name}"))
+}
+
+// ------------------------------------------------------------------------------------- sandbox
+
+async fn sandbox(port: u16) -> Result<()> {
+    let sandbox = Arc::new(
+        Sandbox::start(SandboxConfig {
+            port,
+            record_requests: false,
+            ..SandboxConfig::demo()
+        })
+        .await?,
+    );
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let control_addr = control.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/latency/{ms}",
+            axum::routing::post(
+                |axum::extract::State(sb): axum::extract::State<Arc<Sandbox>>,
+                 axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                    sb.set_latency(Duration::from_millis(ms));
+                    format!("latency {ms} ms\n")
+                },
+            ),
+        )
+        .with_state(sandbox.clone());
+    tokio::spawn(async move { axum::serve(control, app).await });
+    let mut out = std::io::stdout().lock();
+    for (key, value) in sandbox.settings_pairs() {
+        writeln!(out, "export {key}={value}")?;
+    }
+    writeln!(out, "export BENCH_SANDBOX_URL={}", sandbox.url())?;
+    writeln!(out, "export BENCH_SANDBOX_CONTROL=http://{control_addr}")?;
+    writeln!(out, "export BENCH_PLATFORM_TOKEN={DEMO_PLATFORM_TOKEN}")?;
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------------- coldstart
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        // nearest-rank
+        let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+        v[rank.min(v.len()) - 1]
+    };
+    let median = if v.is_empty() {
+        f64::NAN
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    json!({
+        "n": v.len(),
+        "median": median,
+        "p90": pct(90.0),
+        "p99": pct(99.0),
+        "min": v.first().copied().unwrap_or(f64::NAN),
+        "max": v.last().copied().unwrap_or(f64::NAN),
+        "mean": v.iter().sum::<f64>() / v.len().max(1) as f64,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Reaper(Child);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn coldstart(args: &[String]) -> Result<()> {
+    let bin: String = req_opt(args, "--bin")?;
+    let mode: String = req_opt(args, "--mode")?;
+    let runs: usize = req_opt(args, "--runs")?;
+    let mut firsts = Vec::new();
+    let mut totals = Vec::new();
+    for i in 0..=runs {
+        let (first, total) = match mode.as_str() {
+            "stdio" => cold_stdio(&bin, log_target(args)?),
+            "http" => cold_http(&bin, log_target(args)?),
+            "version" => cold_version(&bin),
+            other => bail!("unknown mode {other}"),
+        }
+        .with_context(|| format!("cold start run {i} ({mode})"))?;
+        if i > 0 {
+            firsts.push(ms(first));
+            totals.push(ms(total));
+        }
+    }
+    let out = json!({ "mode": mode, "first_answer_ms": stats(firsts), "tools_list_ms": stats(totals) });
+    println!("{out}");
+    Ok(())
+}
+
+/// Spawn to exit of `--version`: the floor of exec + dynamic loading + argument parsing.
+fn cold_version(bin: &str) -> Result<(Duration, Duration)> {
+    let t0 = Instant::now();
+    let status = Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let t = t0.elapsed();
+    if !status.success() {
+        bail!("--version failed: {status}");
+    }
+    Ok((t, t))
+}
+
+/// A client's opening over stdio, as MCP clients do it: `initialize`, wait for its answer, then
+/// `notifications/initialized` and `tools/list`. Times to the initialize answer and to the
+/// complete tools/list answer.
+fn cold_stdio(bin: &str, log: Stdio) -> Result<(Duration, Duration)> {
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"dtmcp-bench","version":"0"}}}"#;
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .arg("stdio")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("spawning {bin}"))?;
+    let mut child = Reaper(child);
+    let mut stdin = child.0.stdin.take().unwrap();
+    stdin.write_all(format!("{init}\n").as_bytes())?;
+    stdin.flush()?;
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
+    let mut first = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("the server closed stdout before answering tools/list");
+        }
+        let now = t0.elapsed();
+        let v: Value = serde_json::from_str(&line).context("a stdout line is not JSON")?;
+        if v["id"] == 1 && first.is_none() {
+            first = Some(now);
+            if v.get("result").is_none() {
+                bail!("initialize failed: {}", line.trim());
+            }
+            stdin.write_all(format!("{initialized}\n{TOOLS_LIST}\n").as_bytes())?;
+            stdin.flush()?;
+            continue;
+        }
+        if v["id"] == 2 {
+            if v["result"]["tools"].as_array().map_or(0, Vec::len) == 0 {
+                bail!("tools/list answer without tools: {}", line.trim());
+            }
+            drop(stdin);
+            let first = first.ok_or_else(|| anyhow!("tools/list answered before initialize"))?;
+            return Ok((first, now));
+        }
+    }
+}
+
+fn http_post(stream: &mut TcpStream, body: &str) -> Result<Vec<u8>> {
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// `serve` on a free port: spawn, connect as soon as the port accepts, POST tools/list.
+fn cold_http(bin: &str, log: Stdio) -> Result<(Duration, Duration)> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("spawning {bin}"))?;
+    let mut child = Reaper(child);
+    let mut stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(_) => {
+                if let Some(status) = child.0.try_wait()? {
+                    bail!("the server exited ({status}) before listening on {addr}");
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    bail!("the server did not listen on {addr} within 10 s");
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    };
+    stream.set_nodelay(true)?;
+    let accepted = t0.elapsed();
+    let response = http_post(&mut stream, TOOLS_LIST)?;
+    let t = t0.elapsed();
+    let text = String::from_utf8_lossy(&response);
+    if !text.starts_with("HTTP/1.1 200") || !text.contains("\"tools\":[") {
+        bail!(
+            "unexpected tools/list answer: {}",
+            text.chars().take(300).collect::<String>()
+        );
+    }
+    Ok((accepted, t))
+}
+
+// -------------------------------------------------------------------------------------- lambda
+
+type Answer = (Instant, Value);
+
+#[derive(Default)]
+struct RuntimeApi {
+    queue: Mutex<VecDeque<(String, Value)>>,
+    queued: tokio::sync::Notify,
+    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Answer>>>,
+    first_next: Mutex<Option<Instant>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn next(
+    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
+) -> impl axum::response::IntoResponse {
+    api.first_next.lock().unwrap().get_or_insert_with(Instant::now);
+    loop {
+        let item = api.queue.lock().unwrap().pop_front();
+        if let Some((id, event)) = item {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                (now_ms() + 30_000).to_string().parse().unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:dynatrace-mcp"
+                    .parse()
+                    .unwrap(),
+            );
+            headers.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c".parse().unwrap(),
+            );
+            return (headers, axum::Json(event));
+        }
+        // One consumer: notify_one keeps a permit if nobody waits yet, so no wake-up is lost.
+        api.queued.notified().await;
+    }
+}
+
+async fn respond(
+    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let at = Instant::now();
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send((at, value));
+    }
+    axum::http::StatusCode::ACCEPTED
+}
+
+async fn error(
+    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let at = Instant::now();
+    let value = json!({ "runtimeError": String::from_utf8_lossy(&body) });
+    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send((at, value));
+    }
+    axum::http::StatusCode::ACCEPTED
+}
+
+impl RuntimeApi {
+    /// Queues one invocation and waits for its response: (time from queueing to the response,
+    /// the response payload).
+    async fn invoke(&self, id: &str, event: Value) -> Result<(Duration, Value)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.lock().unwrap().insert(id.to_string(), tx);
+        let t0 = Instant::now();
+        self.queue
+            .lock()
+            .unwrap()
+            .push_back((id.to_string(), event));
+        self.queued.notify_one();
+        let (at, value) = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| anyhow!("no response for invocation {id} within 30 s"))??;
+        Ok((at.duration_since(t0), value))
+    }
+}
+
+async fn lambda(args: Vec<String>) -> Result<()> {
+    let bin: String = req_opt(&args, "--bin")?;
+    let event_file: String = req_opt(&args, "--event")?;
+    let n: usize = req_opt(&args, "--invocations")?;
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(&event_file).with_context(|| format!("reading {event_file}"))?,
+    )?;
+    // A function must have an auth token (or MCP_ALLOW_UNAUTHENTICATED): every event carries it,
+    // so the per-invocation time includes the token check, as in production.
+    let token = "dtmcp-bench-auth-token-0123456789abcdef";
+    let event_with = |body: &str| {
+        let mut e = template.clone();
+        e["body"] = Value::String(body.to_string());
+        e["headers"]["content-length"] = Value::String(body.len().to_string());
+        e["headers"]["x-mcp-auth-token"] = Value::String(token.to_string());
+        e
+    };
+
+    let api = Arc::new(RuntimeApi::default());
+    let router = axum::Router::new()
+        .route(
+            "/2018-06-01/runtime/invocation/next",
+            axum::routing::get(next),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            axum::routing::post(respond),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            axum::routing::post(error),
+        )
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let runtime_addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut command = Command::new(&bin);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
+        .env("AWS_REGION", "us-east-1")
+        .env("MCP_AUTH_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_target(&args)?);
+    for (key, value) in std::env::vars() {
+        if (key.starts_with("DT_") || key.starts_with("OAUTH_") || key.starts_with("MCP_"))
+            && key != "MCP_AUTH_TOKEN"
+        {
+            command.env(key, value);
+        }
+    }
+    let spawned = Instant::now();
+    let child = Reaper(command.spawn().with_context(|| format!("spawning {bin}"))?);
+
+    // Wait for the function to finish its init and ask for work, so the first timed invocation
+    // does not include the init.
+    let waited = Instant::now();
+    let mut child = child;
+    while api.first_next.lock().unwrap().is_none() {
+        if let Some(status) = child.0.try_wait()? {
+            bail!("the function exited ({status}) before asking for an invocation");
+        }
+        if waited.elapsed() > Duration::from_secs(10) {
+            bail!("the function did not call /invocation/next within 10 s");
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let mut results = serde_json::Map::new();
+    let mut first_invocation = serde_json::Map::new();
+    let mut seq = 0u64;
+    for (name, body) in [("tools_list", TOOLS_LIST), ("execute_dql", EXECUTE_DQL)] {
+        let event = event_with(body);
+        let mut times = Vec::with_capacity(n);
+        // One extra invocation first: the cold one (and, for execute_dql, the OAuth token fetch).
+        for i in 0..=n {
+            seq += 1;
+            let id = format!("bench-{seq}");
+            let (took, response) = api.invoke(&id, event.clone()).await?;
+            if response["statusCode"] != 200 {
+                bail!("{name} invocation {i}: {response}");
+            }
+            let payload = response["body"].as_str().unwrap_or_default();
+            let rpc: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+            if rpc.get("result").is_none() || rpc["result"]["isError"] == true {
+                bail!("{name} invocation {i} failed: {payload}");
+            }
+            if i == 0 {
+                first_invocation.insert(name.to_string(), json!(ms(took)));
+            } else {
+                times.push(ms(took));
+            }
+        }
+        results.insert(name.to_string(), stats(times));
+    }
+    let init = api
+        .first_next
+        .lock()
+        .unwrap()
+        .map(|t| ms(t.duration_since(spawned)));
+    drop(child);
+    println!(
+        "{}",
+        json!({
+            "init_ms": init,
+            "first_invocation_ms": first_invocation,
+            "invocation_ms": results,
+        })
+    );
+    Ok(())
+}
