@@ -53,7 +53,7 @@ source <(grep '^export ' "$OUT/sandbox.env")
 note "diagnose: $(date -u +%FT%TZ), commit $(git -C "$REPO" rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { local i; for i in $(seq 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.025; done; return 1; }
+wait_port() { local _; for _ in $(seq 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.025; done; return 1; }
 kib() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------------------- 1. trusted roots

@@ -401,7 +401,7 @@ for run in 100-default 10000-default 100 10000; do
     --argjson bytes "$(( cap < 10485760 ? cap : 10485760 ))" \
     '{query:$q,maxResultRecords:$n,maxResultBytes:$bytes,requestTimeoutMilliseconds:1000}')
   times=() gtimes=() rss_after=()
-  for i in $(seq "$LARGE_RUNS"); do
+  for _ in $(seq "$LARGE_RUNS"); do
     t=$(curl -sS --fail -X POST "$SERVER_URL" -H 'content-type: application/json' \
       -H 'accept: application/json, text/event-stream' --data-binary "$body" \
       -o "$OUT/answer-large-$run.json" -w '%{time_total}') || die "execute_dql ($run) failed"
