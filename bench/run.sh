@@ -193,13 +193,13 @@ GRAIL_BODY='{"query":"fetch logs | limit 10","maxResultRecords":51,"maxResultByt
 
 SERVER_PID="" SERVER_URL="" SERVER_PORT=""
 start_server() { # name [VAR=value ...]: `serve` on a free port, logs to $OUT/<name>.log
-  local name=$1 try i; shift
+  local name=$1 try; shift
   for try in 1 2 3; do
     SERVER_PORT=$(free_port)
     env "$@" "$BIN" serve --host 127.0.0.1 --port "$SERVER_PORT" >"$OUT/server-$name.log" 2>&1 &
     SERVER_PID=$!; PIDS+=("$SERVER_PID")
     SERVER_URL="http://127.0.0.1:$SERVER_PORT/mcp"
-    for i in $(seq 400); do
+    for _ in $(seq 400); do
       # a bare connect, so "idle" memory is measured before any request
       if (exec 3<>"/dev/tcp/127.0.0.1/$SERVER_PORT") 2>/dev/null; then return 0; fi
       kill -0 "$SERVER_PID" 2>/dev/null || break
