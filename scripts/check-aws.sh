@@ -204,6 +204,9 @@ mapfile -t workflows < <(find .github/workflows -name '*.yml' -o -name '*.yaml' 
 bg_step "workflows: actionlint (${#workflows[@]} files)" actionlint "${workflows[@]}"
 bg_step "Dockerfile: hadolint" hadolint --no-color Dockerfile
 bg_step "scripts: shellcheck" shellcheck -x ecs/deploy.sh scripts/check-aws.sh
+# The other shell scripts (tests, benchmark, CI entry), at warning level.
+bg_step "scripts: shellcheck (tests, bench)" shellcheck -S warning -x scripts/test.sh scripts/test-tools.sh \
+  scripts/check-readme.sh tests/clients/run.sh bench/run.sh bench/diagnose.sh .ci/run
 ecs_static() {
   IMAGE=123456789012.dkr.ecr.$REGION.amazonaws.com/dynatrace-mcp@sha256:$(printf '0%.0s' {1..64}) \
   AWS_REGION=$REGION AWS_ACCOUNT_ID=123456789012 \
