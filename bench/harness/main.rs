@@ -17,14 +17,14 @@
 //!
 //! Settings of the server under test come from the environment (run.sh exports the sandbox's).
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use dynatrace_mcp::sandbox::runtime_api::RuntimeApi;
 use dynatrace_mcp::sandbox::{DEMO_PLATFORM_TOKEN, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
@@ -188,7 +188,8 @@ fn coldstart(args: &[String]) -> Result<()> {
             totals.push(ms(total));
         }
     }
-    let out = json!({ "mode": mode, "first_answer_ms": stats(firsts), "tools_list_ms": stats(totals) });
+    let out =
+        json!({ "mode": mode, "first_answer_ms": stats(firsts), "tools_list_ms": stats(totals) });
     println!("{out}");
     Ok(())
 }
@@ -310,98 +311,6 @@ fn cold_http(bin: &str, log: Stdio) -> Result<(Duration, Duration)> {
 
 // -------------------------------------------------------------------------------------- lambda
 
-type Answer = (Instant, Value);
-
-#[derive(Default)]
-struct RuntimeApi {
-    queue: Mutex<VecDeque<(String, Value)>>,
-    queued: tokio::sync::Notify,
-    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Answer>>>,
-    first_next: Mutex<Option<Instant>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-async fn next(
-    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
-) -> impl axum::response::IntoResponse {
-    api.first_next.lock().unwrap().get_or_insert_with(Instant::now);
-    loop {
-        let item = api.queue.lock().unwrap().pop_front();
-        if let Some((id, event)) = item {
-            let mut headers = axum::http::HeaderMap::new();
-            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-            headers.insert(
-                "lambda-runtime-deadline-ms",
-                (now_ms() + 30_000).to_string().parse().unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:dynatrace-mcp"
-                    .parse()
-                    .unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-trace-id",
-                "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c".parse().unwrap(),
-            );
-            return (headers, axum::Json(event));
-        }
-        // One consumer: notify_one keeps a permit if nobody waits yet, so no wake-up is lost.
-        api.queued.notified().await;
-    }
-}
-
-async fn respond(
-    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    body: axum::body::Bytes,
-) -> axum::http::StatusCode {
-    let at = Instant::now();
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
-        let _ = tx.send((at, value));
-    }
-    axum::http::StatusCode::ACCEPTED
-}
-
-async fn error(
-    axum::extract::State(api): axum::extract::State<Arc<RuntimeApi>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    body: axum::body::Bytes,
-) -> axum::http::StatusCode {
-    let at = Instant::now();
-    let value = json!({ "runtimeError": String::from_utf8_lossy(&body) });
-    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
-        let _ = tx.send((at, value));
-    }
-    axum::http::StatusCode::ACCEPTED
-}
-
-impl RuntimeApi {
-    /// Queues one invocation and waits for its response: (time from queueing to the response,
-    /// the response payload).
-    async fn invoke(&self, id: &str, event: Value) -> Result<(Duration, Value)> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.waiting.lock().unwrap().insert(id.to_string(), tx);
-        let t0 = Instant::now();
-        self.queue
-            .lock()
-            .unwrap()
-            .push_back((id.to_string(), event));
-        self.queued.notify_one();
-        let (at, value) = tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| anyhow!("no response for invocation {id} within 30 s"))??;
-        Ok((at.duration_since(t0), value))
-    }
-}
-
 async fn lambda(args: Vec<String>) -> Result<()> {
     let bin: String = req_opt(&args, "--bin")?;
     let event_file: String = req_opt(&args, "--event")?;
@@ -420,24 +329,7 @@ async fn lambda(args: Vec<String>) -> Result<()> {
         e
     };
 
-    let api = Arc::new(RuntimeApi::default());
-    let router = axum::Router::new()
-        .route(
-            "/2018-06-01/runtime/invocation/next",
-            axum::routing::get(next),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            axum::routing::post(respond),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            axum::routing::post(error),
-        )
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let runtime_addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (api, runtime_addr) = RuntimeApi::start().await?;
 
     let mut command = Command::new(&bin);
     command
@@ -468,7 +360,7 @@ async fn lambda(args: Vec<String>) -> Result<()> {
     // does not include the init.
     let waited = Instant::now();
     let mut child = child;
-    while api.first_next.lock().unwrap().is_none() {
+    while api.first_next().is_none() {
         if let Some(status) = child.0.try_wait()? {
             bail!("the function exited ({status}) before asking for an invocation");
         }
@@ -487,7 +379,10 @@ async fn lambda(args: Vec<String>) -> Result<()> {
         for i in 0..=n {
             seq += 1;
             let id = format!("bench-{seq}");
-            let (took, response) = api.invoke(&id, event.clone()).await?;
+            let (took, response) = api
+                .invoke(&id, event.clone(), Duration::from_secs(30))
+                .await
+                .map_err(|e| anyhow!(e))?;
             if response["statusCode"] != 200 {
                 bail!("{name} invocation {i}: {response}");
             }
@@ -504,11 +399,7 @@ async fn lambda(args: Vec<String>) -> Result<()> {
         }
         results.insert(name.to_string(), stats(times));
     }
-    let init = api
-        .first_next
-        .lock()
-        .unwrap()
-        .map(|t| ms(t.duration_since(spawned)));
+    let init = api.first_next().map(|t| ms(t.duration_since(spawned)));
     drop(child);
     println!(
         "{}",

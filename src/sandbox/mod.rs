@@ -35,6 +35,7 @@ mod filter;
 pub mod grail;
 mod multipart;
 pub mod notify;
+pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

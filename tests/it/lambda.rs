@@ -5,19 +5,14 @@
 //! and the real binary run as a Lambda function against a stand-in of the Lambda Runtime API, so
 //! `lambda_http::run` also converts the answer back into each front door's response payload.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
 use dynatrace_mcp::config::{FrontDoor, Settings};
+use dynatrace_mcp::sandbox::runtime_api::RuntimeApi;
 use dynatrace_mcp::sandbox::{QueryTiming, Sandbox, SandboxConfig};
 use dynatrace_mcp::{lambda, startup};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -73,115 +68,10 @@ async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
     }
 }
 
-/// A stand-in for the Lambda Runtime API (`/2018-06-01/runtime/...`).
-#[derive(Default)]
-struct RuntimeApi {
-    queue: Mutex<VecDeque<(String, Value, u64)>>,
-    queued: Notify,
-    responses: Mutex<Vec<(String, Value)>>,
-    answered: Notify,
-}
-
-async fn next(State(api): State<Arc<RuntimeApi>>) -> impl IntoResponse {
-    loop {
-        let item = api.queue.lock().unwrap().pop_front();
-        if let Some((id, event, deadline_ms)) = item {
-            let mut headers = HeaderMap::new();
-            headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-            headers.insert(
-                "lambda-runtime-deadline-ms",
-                deadline_ms.to_string().parse().unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:dynatrace-mcp"
-                    .parse()
-                    .unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-trace-id",
-                "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c".parse().unwrap(),
-            );
-            return (headers, axum::Json(event));
-        }
-        api.queued.notified().await;
-    }
-}
-
-async fn respond(
-    State(api): State<Arc<RuntimeApi>>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> impl IntoResponse {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    api.responses.lock().unwrap().push((id, value));
-    api.answered.notify_waiters();
-    axum::http::StatusCode::ACCEPTED
-}
-
-async fn error(
-    State(api): State<Arc<RuntimeApi>>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> impl IntoResponse {
-    let value = json!({"runtimeError": String::from_utf8_lossy(&body)});
-    api.responses.lock().unwrap().push((id, value));
-    api.answered.notify_waiters();
-    axum::http::StatusCode::ACCEPTED
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-impl RuntimeApi {
-    fn invoke(&self, id: &str, event: Value, budget: Duration) {
-        self.queue.lock().unwrap().push_back((
-            id.to_string(),
-            event,
-            now_ms() + budget.as_millis() as u64,
-        ));
-        self.queued.notify_waiters();
-    }
-
-    async fn response(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let notified = self.answered.notified();
-            if let Some((_, v)) = self.responses.lock().unwrap().iter().find(|(i, _)| i == id) {
-                return v.clone();
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no response for invocation {id}");
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let api = Arc::new(RuntimeApi::default());
-    let router = axum::Router::new()
-        .route(
-            "/2018-06-01/runtime/invocation/next",
-            axum::routing::get(next),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            axum::routing::post(respond),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            axum::routing::post(error),
-        )
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let runtime_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (api, runtime_addr) = RuntimeApi::start().await.unwrap();
 
     let mut child = tokio::process::Command::new(binary())
         .env_clear()
@@ -202,17 +92,22 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         .unwrap();
 
     // Without the token the function answers 401, whatever the front door.
-    api.invoke(
-        "no-token",
-        serde_json::from_str(&fixture("apigw-v2-http")).unwrap(),
-        Duration::from_secs(30),
-    );
-    assert_eq!(api.response("no-token").await["statusCode"], 401);
+    let (_, response) = api
+        .invoke(
+            "no-token",
+            serde_json::from_str(&fixture("apigw-v2-http")).unwrap(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response["statusCode"], 401);
 
     for name in FIXTURES {
         let event = with_token(serde_json::from_str(&fixture(name)).unwrap());
-        api.invoke(name, event, Duration::from_secs(30));
-        let response = api.response(name).await;
+        let (_, response) = api
+            .invoke(name, event, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(response["statusCode"], 200, "{name}: {response}");
         let content_type = response["headers"]["content-type"]
             .as_str()
@@ -238,8 +133,10 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
             .to_string(),
     );
     let started = std::time::Instant::now();
-    api.invoke("deadline", event, Duration::from_secs(4));
-    let response = api.response("deadline").await;
+    let (_, response) = api
+        .invoke("deadline", event, Duration::from_secs(4))
+        .await
+        .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "answered within the invocation"
