@@ -192,8 +192,7 @@ pub fn schema_for<T: JsonSchema>() -> JsonObject {
     let object = value.as_object_mut().expect("a root schema is an object");
     object.remove("title");
     let mut object = std::mem::take(object);
-    strip_nonstandard_formats(&mut object);
-    replace_boolean_subschemas(&mut object);
+    normalize_schema(&mut object);
     // Tools without parameters still publish an object schema with (empty) properties.
     if !object.contains_key("properties") && object.get("type") == Some(&Value::from("object")) {
         object.insert("properties".into(), Value::Object(Map::new()));
@@ -201,9 +200,14 @@ pub fn schema_for<T: JsonSchema>() -> JsonObject {
     object
 }
 
-/// schemars marks Rust integer widths as `format: uint32`, `int64`, …; those are not JSON Schema
-/// formats and some clients warn about them on every call. The ranges stay as `minimum`/`maximum`.
-fn strip_nonstandard_formats(object: &mut JsonObject) {
+/// Makes a schemars schema one every MCP client takes, in one walk over it:
+/// - schemars marks Rust integer widths as `format: uint32`, `int64`, …; those are not JSON Schema
+///   formats and some clients warn about them on every call. The ranges stay as `minimum`/`maximum`.
+/// - schemars writes an unconstrained property (a `serde_json::Value`) as the boolean schema
+///   `true`. That is valid JSON Schema, but the MCP schema types `properties` values as objects, and
+///   clients that validate `tools/list` (the Inspector, the conformance suite's wire check) reject
+///   the whole list. `{}` means the same and is accepted everywhere.
+fn normalize_schema(object: &mut JsonObject) {
     if object
         .get("format")
         .and_then(Value::as_str)
@@ -227,43 +231,24 @@ fn strip_nonstandard_formats(object: &mut JsonObject) {
     {
         object.remove("format");
     }
-    for value in object.values_mut() {
-        match value {
-            Value::Object(child) => strip_nonstandard_formats(child),
-            Value::Array(items) => {
-                for item in items {
-                    if let Value::Object(child) = item {
-                        strip_nonstandard_formats(child);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// schemars writes an unconstrained property (a `serde_json::Value`) as the boolean schema `true`.
-/// That is valid JSON Schema, but the MCP schema types `properties` values as objects, and clients
-/// that validate `tools/list` (the Inspector, the conformance suite's wire check) reject the whole
-/// list. `{}` means the same and is accepted everywhere.
-fn replace_boolean_subschemas(object: &mut JsonObject) {
     for (key, value) in object.iter_mut() {
         match value {
             Value::Bool(true) if key == "items" => *value = Value::Object(Map::new()),
-            Value::Object(child) if key == "properties" || key == "$defs" => {
-                for property in child.values_mut() {
-                    match property {
-                        Value::Bool(true) => *property = Value::Object(Map::new()),
-                        Value::Object(schema) => replace_boolean_subschemas(schema),
+            // Maps from names to schemas, not schemas themselves.
+            Value::Object(named) if key == "properties" || key == "$defs" => {
+                for schema in named.values_mut() {
+                    match schema {
+                        Value::Bool(true) => *schema = Value::Object(Map::new()),
+                        Value::Object(schema) => normalize_schema(schema),
                         _ => {}
                     }
                 }
             }
-            Value::Object(child) => replace_boolean_subschemas(child),
+            Value::Object(child) => normalize_schema(child),
             Value::Array(items) => {
                 for item in items {
                     if let Value::Object(child) = item {
-                        replace_boolean_subschemas(child);
+                        normalize_schema(child);
                     }
                 }
             }
