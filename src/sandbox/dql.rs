@@ -47,6 +47,20 @@ pub struct DqlError {
     pub end: Pos,
 }
 
+/// The left side of `name = value`, which must be a field name; otherwise Grail's
+/// INVALID_ASSIGNMENT at `at`.
+fn assigned_field(left: Expr, at: Pos) -> Result<String, DqlError> {
+    match left {
+        Expr::Field(name) => Ok(name),
+        _ => Err(DqlError::at(
+            "INVALID_ASSIGNMENT",
+            "Only a field name can be assigned.",
+            at,
+            at,
+        )),
+    }
+}
+
 impl DqlError {
     fn at(error_type: &'static str, message: impl Into<String>, start: Pos, end: Pos) -> Self {
         Self {
@@ -912,14 +926,7 @@ impl<'a> Parser<'a> {
                 let e = self.expr()?;
                 let (alias, e) = if self.is_sym("=") {
                     self.i += 1;
-                    let Expr::Field(alias) = e else {
-                        return Err(DqlError::at(
-                            "INVALID_ASSIGNMENT",
-                            "Only a field name can be assigned.",
-                            at,
-                            at,
-                        ));
-                    };
+                    let alias = assigned_field(e, at)?;
                     (Some(alias), self.expr()?)
                 } else {
                     (None, e)
@@ -1082,15 +1089,7 @@ impl<'a> Parser<'a> {
                 let e = self.expr()?;
                 let (name, expr, keep_source) = if self.is_sym("=") {
                     self.i += 1;
-                    let Expr::Field(alias) = e else {
-                        let at = self.here();
-                        return Err(DqlError::at(
-                            "INVALID_ASSIGNMENT",
-                            "Only a field name can be assigned.",
-                            at,
-                            at,
-                        ));
-                    };
+                    let alias = assigned_field(e, self.here())?;
                     (alias, self.expr()?, true)
                 } else {
                     let Expr::Field(name) = &e else {
@@ -1158,15 +1157,7 @@ impl<'a> Parser<'a> {
             let e = self.expr()?;
             let entry = if self.is_sym("=") {
                 self.i += 1;
-                let Expr::Field(name) = e else {
-                    let at = self.here();
-                    return Err(DqlError::at(
-                        "INVALID_ASSIGNMENT",
-                        "Only a field name can be assigned.",
-                        at,
-                        at,
-                    ));
-                };
+                let name = assigned_field(e, self.here())?;
                 (name, self.expr()?)
             } else {
                 let name = match &e {
@@ -1198,48 +1189,14 @@ impl<'a> Parser<'a> {
             {
                 self.i += 2;
                 self.expect_sym("{")?;
-                loop {
-                    let e = self.expr()?;
-                    let entry = if self.is_sym("=") {
-                        self.i += 1;
-                        let Expr::Field(alias) = e else {
-                            let at = self.here();
-                            return Err(DqlError::at(
-                                "INVALID_ASSIGNMENT",
-                                "Only a field name can be assigned.",
-                                at,
-                                at,
-                            ));
-                        };
-                        (alias, self.expr()?)
-                    } else {
-                        let name = match &e {
-                            Expr::Field(n) => n.clone(),
-                            other => render(other),
-                        };
-                        (name, e)
-                    };
-                    by.push(entry);
-                    if self.is_sym(",") {
-                        self.i += 1;
-                        continue;
-                    }
-                    break;
-                }
+                by.extend(self.assignments()?);
                 self.expect_sym("}")?;
             } else {
                 let at = self.here();
                 let e = self.expr()?;
                 let (alias, e) = if self.is_sym("=") {
                     self.i += 1;
-                    let Expr::Field(alias) = e else {
-                        return Err(DqlError::at(
-                            "INVALID_ASSIGNMENT",
-                            "Only a field name can be assigned.",
-                            at,
-                            at,
-                        ));
-                    };
+                    let alias = assigned_field(e, at)?;
                     (Some(alias), self.expr()?)
                 } else {
                     (None, e)
