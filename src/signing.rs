@@ -109,7 +109,8 @@ impl Signer {
     }
 }
 
-fn now_secs() -> u64 {
+/// Seconds since the Unix epoch, the clock of handle and confirmation expiries.
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -17,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{ToolContext, ToolError, ToolOutput};
-use crate::signing::HandleError;
+use crate::signing::{HandleError, now_secs};
 
 const KIND: &str = "write-confirmation";
 
@@ -154,13 +153,6 @@ pub fn check(
         )));
     }
     Ok(Confirmation::Granted)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -243,25 +243,13 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             }
             None => statement.to_string(),
         };
-        ctx.state.budget.check(ctx.state.dynatrace.grail_usage())?;
-        let scopes = scopes::for_dql(&query);
-        let request = ExecuteRequest {
-            query,
-            // One more than asked for tells whether more records exist.
-            max_result_records: Some(u64::from(limit) + 1),
-            max_result_bytes: Some(grail_byte_limit(
-                size_mb,
-                fields.is_empty(),
-                ctx.state.settings.result_budget_bytes,
-            )),
-            default_scan_limit_gbytes: ctx.state.settings.query_scan_limit_gb,
-            ..Default::default()
-        };
-        let guard = QueryGuard::new(client.clone(), &scopes);
-        let run = tokio::select! {
-            run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
-            _ = ctx.cancel.cancelled() => return Err(cancelled()),
-        };
+        let max_bytes = grail_byte_limit(
+            size_mb,
+            fields.is_empty(),
+            ctx.state.settings.result_budget_bytes,
+        );
+        // One more than asked for tells whether more records exist.
+        let (run, scopes) = start_query(&ctx, query, u64::from(limit) + 1, max_bytes).await?;
         (run, limit, scopes)
     };
 
@@ -329,17 +317,17 @@ fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: St
     )
 }
 
-/// Runs a statement built by another tool: the budget gate, the scan limit, cancellation when
-/// the caller goes away, and a query still running at the deadline answered with a queryHandle
-/// for execute_dql. Returns the finished result.
-pub(crate) async fn run_statement(
+/// Starts `statement` in Grail: the budget gate, the scan limit, the scopes it needs, and
+/// cancellation in Grail when the caller goes away. Returns the run (finished, or still running
+/// at the deadline) and the scopes, which a queryHandle carries.
+async fn start_query(
     ctx: &ToolContext,
     statement: String,
     max_records: u64,
     max_bytes: u64,
-) -> Result<QueryResult, ToolError> {
+) -> Result<(QueryRun, String), ToolError> {
     ctx.state.budget.check(ctx.state.dynatrace.grail_usage())?;
-    let client = ctx.state.dynatrace.clone();
+    let client = &ctx.state.dynatrace;
     let scopes = scopes::for_dql(&statement);
     let request = ExecuteRequest {
         query: statement,
@@ -353,6 +341,18 @@ pub(crate) async fn run_statement(
         run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
         _ = ctx.cancel.cancelled() => return Err(cancelled()),
     };
+    Ok((run, scopes))
+}
+
+/// Runs a statement built by another tool ([`start_query`]); a query still running at the
+/// deadline is answered with a queryHandle for execute_dql. Returns the finished result.
+pub(crate) async fn run_statement(
+    ctx: &ToolContext,
+    statement: String,
+    max_records: u64,
+    max_bytes: u64,
+) -> Result<QueryResult, ToolError> {
+    let (run, scopes) = start_query(ctx, statement, max_records, max_bytes).await?;
     match run {
         QueryRun::Finished(result) => Ok(*result),
         QueryRun::Running { request_token, .. } => {
