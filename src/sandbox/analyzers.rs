@@ -1562,19 +1562,28 @@ fn running_body(token: &str, run: &Run) -> Value {
     json!({ "requestToken": token, "ttlInSeconds": 60, "result": r })
 }
 
+/// The `request-token` of a poll or cancel of analyzer `name`, or the error Davis answers with.
+#[allow(clippy::result_large_err)] // the error is the handler's answer
+fn run_token(name: &str, call: &Call) -> Result<String, Response> {
+    if !catalog().iter().any(|a| a.name == name) {
+        return Err(no_such_analyzer());
+    }
+    call.param("request-token").ok_or_else(|| {
+        analyzer_error(
+            StatusCode::BAD_REQUEST,
+            "The query parameter request-token is required.",
+            None,
+        )
+    })
+}
+
 async fn poll(inner: &Inner, name: &str, call: &Call) -> Response {
     if let Err(response) = inner.admit(Route::AnalyzerPoll, call, &[EXECUTE]).await {
         return response;
     }
-    if !catalog().iter().any(|a| a.name == name) {
-        return no_such_analyzer();
-    }
-    let Some(token) = call.param("request-token") else {
-        return analyzer_error(
-            StatusCode::BAD_REQUEST,
-            "The query parameter request-token is required.",
-            None,
-        );
+    let token = match run_token(name, call) {
+        Ok(token) => token,
+        Err(response) => return response,
     };
     let wait = Duration::from_secs(
         call.param("timeout-seconds")
@@ -1605,15 +1614,9 @@ async fn cancel(inner: &Inner, name: &str, call: &Call) -> Response {
     if let Err(response) = inner.admit(Route::AnalyzerCancel, call, &[EXECUTE]).await {
         return response;
     }
-    if !catalog().iter().any(|a| a.name == name) {
-        return no_such_analyzer();
-    }
-    let Some(token) = call.param("request-token") else {
-        return analyzer_error(
-            StatusCode::BAD_REQUEST,
-            "The query parameter request-token is required.",
-            None,
-        );
+    let token = match run_token(name, call) {
+        Ok(token) => token,
+        Err(response) => return response,
     };
     let run = {
         let mut runs = inner.analyzer_runs.lock().unwrap();

@@ -714,16 +714,7 @@ fn gateway(mut response: Response) -> Response {
 
 async fn unexpected(State(inner): State<Arc<Inner>>, call: Call) -> Response {
     inner.record(&call.method, &call.uri, &call.headers, &call.body);
-    inner
-        .unexpected
-        .lock()
-        .unwrap()
-        .push(format!("{} {}", call.method, call.uri.path()));
-    envelope(
-        StatusCode::NOT_FOUND,
-        "Not found: this route does not exist in the simulated tenant",
-        None,
-    )
+    not_a_route(&inner, &call)
 }
 
 /// Counts a request to a route the real API does not have and answers 404 (used by handlers
