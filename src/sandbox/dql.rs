@@ -923,14 +923,7 @@ impl<'a> Parser<'a> {
                 }
             } else {
                 let at = self.here();
-                let e = self.expr()?;
-                let (alias, e) = if self.is_sym("=") {
-                    self.i += 1;
-                    let alias = assigned_field(e, at)?;
-                    (Some(alias), self.expr()?)
-                } else {
-                    (None, e)
-                };
+                let (alias, e) = self.aliased(at)?;
                 let Expr::Call(function, args, _) = &e else {
                     return Err(DqlError::at(
                         "INVALID_AGGREGATION",
@@ -1151,6 +1144,18 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// `expr` or `alias = expr` (an aggregation or a timeseries function); an invalid alias is
+    /// reported at `at`, where the item starts.
+    fn aliased(&mut self, at: Pos) -> Result<(Option<String>, Expr), DqlError> {
+        let e = self.expr()?;
+        if !self.is_sym("=") {
+            return Ok((None, e));
+        }
+        self.i += 1;
+        let alias = assigned_field(e, at)?;
+        Ok((Some(alias), self.expr()?))
+    }
+
     fn assignments(&mut self) -> Result<Vec<(String, Expr)>, DqlError> {
         let mut out = Vec::new();
         loop {
@@ -1193,14 +1198,7 @@ impl<'a> Parser<'a> {
                 self.expect_sym("}")?;
             } else {
                 let at = self.here();
-                let e = self.expr()?;
-                let (alias, e) = if self.is_sym("=") {
-                    self.i += 1;
-                    let alias = assigned_field(e, at)?;
-                    (Some(alias), self.expr()?)
-                } else {
-                    (None, e)
-                };
+                let (alias, e) = self.aliased(at)?;
                 let Expr::Call(name, args, _) = e else {
                     return Err(DqlError::at(
                         "INVALID_AGGREGATION",
