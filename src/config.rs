@@ -19,6 +19,16 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::identity::{IdentitySettings, PassThrough};
+
+/// The variables that hold the server's own Dynatrace credential.
+const CREDENTIAL_VARIABLES: &[&str] = &[
+    "DT_PLATFORM_TOKEN",
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET",
+    "DT_ACCOUNT_URN",
+];
+
 /// The default SSO token endpoint of Dynatrace SaaS.
 pub const DEFAULT_SSO_URL: &str = "https://sso.dynatrace.com/sso/oauth2/token";
 /// Default request body limit for the HTTP front doors (1 MiB).
@@ -54,6 +64,20 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "SLACK_CONNECTION_ID",
     "MCP_CONFIRMATION_TTL_SECONDS",
     "MCP_AUTH_TOKEN_KEY",
+    "MCP_AUTH_TOKEN_PRINCIPAL",
+    "MCP_AUTH_TOKEN_SCOPES",
+    "MCP_OAUTH_ISSUER",
+    "MCP_PUBLIC_URL",
+    "MCP_OAUTH_AUDIENCE",
+    "MCP_OAUTH_JWKS_URL",
+    "MCP_OAUTH_CLIENT_IDS",
+    "MCP_OAUTH_SCOPE_READ",
+    "MCP_OAUTH_SCOPE_DAVIS",
+    "MCP_OAUTH_SCOPE_WRITE",
+    "MCP_TRUST_GATEWAY_AUTHORIZER",
+    "DT_TOKEN_PASSTHROUGH",
+    "MCP_RATE_LIMIT",
+    "MCP_AUDIT_LOG",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -190,7 +214,7 @@ impl Source {
         Ok(unknown)
     }
 
-    fn origin(&self, key: &str) -> String {
+    pub(crate) fn origin(&self, key: &str) -> String {
         if self.from_secret.iter().any(|k| k == key) {
             format!("{key} (from the secret)")
         } else {
@@ -198,7 +222,7 @@ impl Source {
         }
     }
 
-    fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+    pub(crate) fn flag(&self, key: &str) -> Result<bool, ConfigError> {
         match self.get(key).map(str::to_ascii_lowercase).as_deref() {
             None | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
             Some("1") | Some("true") | Some("yes") | Some("on") => Ok(true),
@@ -395,7 +419,9 @@ pub enum FrontDoor {
 #[derive(Clone)]
 pub struct Settings {
     pub environment: DtEnvironment,
-    pub credentials: Credentials,
+    /// The server's own Dynatrace credential; `None` only with `DT_TOKEN_PASSTHROUGH=required`,
+    /// where every caller brings its own token.
+    pub credentials: Option<Credentials>,
     pub sso_url: Url,
     /// `MCP_AUTH_TOKEN`: required on every MCP request over HTTP when set.
     pub mcp_auth_token: Option<SecretString>,
@@ -432,6 +458,9 @@ pub struct Settings {
     pub slack_connection_id: Option<String>,
     /// `MCP_CONFIRMATION_TTL_SECONDS`: how long a write preview's confirmation token is valid.
     pub confirmation_ttl: Duration,
+    /// Who may call: OAuth, the static token's principal, gateway trust, pass-through, rate
+    /// limit, audit.
+    pub identity: IdentitySettings,
 }
 
 impl fmt::Debug for Settings {
@@ -456,6 +485,7 @@ impl fmt::Debug for Settings {
             .field("enable_davis_copilot", &self.enable_davis_copilot)
             .field("grail_budget_bytes", &self.grail_budget_bytes)
             .field("query_scan_limit_gb", &self.query_scan_limit_gb)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -474,7 +504,30 @@ impl Settings {
             }
         };
 
-        let credentials = credentials_from(source)?;
+        let identity = IdentitySettings::from_source(source, front_door)?;
+        let credentials = if identity.passthrough == PassThrough::Required {
+            if let Some(key) = CREDENTIAL_VARIABLES
+                .iter()
+                .find(|k| source.get(k).is_some())
+            {
+                return Err(ConfigError::new(
+                    source.origin(key),
+                    "must not be set with DT_TOKEN_PASSTHROUGH=required: the server then holds no Dynatrace \
+                     credential and every caller sends its own (X-Dynatrace-Token); remove it, or use DT_TOKEN_PASSTHROUGH=1",
+                ));
+            }
+            if source.get("MCP_SIGNING_KEY").is_none() {
+                return Err(ConfigError::new(
+                    "MCP_SIGNING_KEY",
+                    "is required with DT_TOKEN_PASSTHROUGH=required: there is no server credential to derive the key \
+                     that signs query handles and confirmations from, and every instance must share it \
+                     (e.g. `openssl rand -hex 32`, stored in the secret)",
+                ));
+            }
+            None
+        } else {
+            Some(credentials_from(source)?)
+        };
 
         let sso_url = match source.get("DT_SSO_URL") {
             None => Url::parse(DEFAULT_SSO_URL).expect("default SSO URL is valid"),
@@ -657,6 +710,7 @@ impl Settings {
             query_scan_limit_gb,
             slack_connection_id: source.get("SLACK_CONNECTION_ID").map(str::to_string),
             confirmation_ttl,
+            identity,
         })
     }
 
@@ -664,7 +718,13 @@ impl Settings {
     pub fn summary(&self) -> BTreeMap<&'static str, String> {
         let mut map = BTreeMap::new();
         map.insert("environment", self.environment.base().to_string());
-        map.insert("credentials", self.credentials.kind().to_string());
+        map.insert(
+            "credentials",
+            self.credentials
+                .as_ref()
+                .map_or("none (callers send their own)", Credentials::kind)
+                .to_string(),
+        );
         map.insert(
             "auth_token",
             if self.mcp_auth_token.is_some() {
@@ -673,6 +733,17 @@ impl Settings {
                 "unset"
             }
             .to_string(),
+        );
+        map.insert(
+            "oauth_issuer",
+            self.identity
+                .oauth
+                .as_ref()
+                .map_or("unset".to_string(), |o| o.issuer.clone()),
+        );
+        map.insert(
+            "token_passthrough",
+            format!("{:?}", self.identity.passthrough).to_ascii_lowercase(),
         );
         map.insert("tool_timeout_s", self.tool_timeout.as_secs().to_string());
         map.insert("write_tools", self.enable_write_tools.to_string());
@@ -736,7 +807,7 @@ fn credentials_from(source: &Source) -> Result<Credentials, ConfigError> {
     }
 }
 
-fn parse_endpoint_url(raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_endpoint_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|_| "not a URL".to_string())?;
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     match url.scheme() {
@@ -857,7 +928,7 @@ mod tests {
             FrontDoor::Http,
         )
         .unwrap();
-        assert!(matches!(s.credentials, Credentials::OAuth { .. }));
+        assert!(matches!(s.credentials, Some(Credentials::OAuth { .. })));
         let debug = format!("{s:?}");
         assert!(!debug.contains("dt0s02.ABC.DEF"), "{debug}");
     }
@@ -869,7 +940,7 @@ mod tests {
             FrontDoor::Http,
         )
         .unwrap();
-        assert!(matches!(s.credentials, Credentials::PlatformToken(_)));
+        assert!(matches!(s.credentials, Some(Credentials::PlatformToken(_))));
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! - `POST /mcp` and `POST /` (the seed's curl example posts to `/`): MCP Streamable HTTP, served
 //!   statelessly by rmcp with plain JSON responses; `GET`/`DELETE` answer 405, notifications 202.
 //! - `GET /health`: `{"status":"healthy","server":"Dynatrace MCP Server",…}`, no auth.
+//! - `GET /.well-known/oauth-protected-resource[/…]`: the OAuth Protected Resource Metadata
+//!   (RFC 9728), when `MCP_OAUTH_ISSUER` is set; no auth.
 //!
-//! Layers on the MCP routes, outermost first: the per-request deadline, auth (`X-MCP-Auth-Token`
-//! or `Authorization: Bearer`, compared in constant time), Accept normalisation (so a plain
-//! `curl` with `Accept: */*` works), then rmcp, which checks Host/Origin, the body limit and the
-//! protocol headers.
+//! Layers on the MCP routes, outermost first: the per-request deadline and request id, identity
+//! (`crate::identity`: static token, OAuth JWT, gateway claims, pass-through token; 401/403 with
+//! `WWW-Authenticate` challenges, step-up for calls outside a token's scopes), Accept
+//! normalisation (so a plain `curl` with `Accept: */*` works), then rmcp, which checks
+//! Host/Origin, the body limit and the protocol headers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,18 +19,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any_service, get};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::deadline::{Deadline, RequestDeadline};
+use crate::identity::authenticator::GatewayClaims;
+use crate::identity::{Principal, Rejection, Source, metadata};
 use crate::mcp::McpServer;
 use crate::startup::AppState;
 
@@ -38,13 +40,17 @@ pub struct HttpOptions {
     pub allowed_hosts: Option<Vec<String>>,
     /// Browser origins that may call the server; every other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
-    pub auth_token: Option<SecretString>,
     pub max_request_bytes: usize,
     /// The longest a tool call may take before any tighter (Lambda) deadline.
     pub tool_timeout: Duration,
     /// Cancelled on shutdown: in-flight requests finish, new ones are refused.
     pub shutdown: CancellationToken,
 }
+
+/// An id for one request, for the audit line and the `x-request-id` answer header: the Lambda
+/// invocation's request id, else a caller's or load balancer's `x-request-id`, else a new one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// Builds the Router shared by `serve`, `demo`, Lambda, the tests and the benchmark.
 pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
@@ -70,11 +76,9 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
     );
 
     let guard = Arc::new(Guard {
-        auth_digest: options
-            .auth_token
-            .as_ref()
-            .map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
         tool_timeout: options.tool_timeout,
+        max_request_bytes: options.max_request_bytes,
+        state: state.clone(),
     });
 
     let mcp_routes = Router::new()
@@ -86,15 +90,20 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
 
     Router::new()
         .route("/health", get(health))
+        .route(metadata::WELL_KNOWN, get(resource_metadata))
+        .route(
+            &format!("{}/{{*resource}}", metadata::WELL_KNOWN),
+            get(resource_metadata),
+        )
+        .with_state(state)
         .merge(mcp_routes)
         .fallback(not_found)
 }
 
 struct Guard {
-    /// SHA-256 of `MCP_AUTH_TOKEN`: comparing digests keeps the comparison constant-time
-    /// whatever the length of what the caller sent.
-    auth_digest: Option<[u8; 32]>,
     tool_timeout: Duration,
+    max_request_bytes: usize,
+    state: Arc<AppState>,
 }
 
 async fn health() -> impl IntoResponse {
@@ -103,6 +112,22 @@ async fn health() -> impl IntoResponse {
         "server": crate::SERVER_NAME,
         "version": crate::VERSION,
     }))
+}
+
+/// RFC 9728 Protected Resource Metadata: public, so any origin may read it.
+async fn resource_metadata(State(state): State<Arc<AppState>>) -> Response {
+    let Some(metadata) = &state.resource_metadata else {
+        return not_found().await.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        metadata.document().to_string(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -116,6 +141,7 @@ async fn not_found() -> impl IntoResponse {
 
 /// Every MCP request gets a deadline: the configured tool timeout, or a tighter one a front door
 /// (Lambda) already attached. The whole request is bounded by it plus a small grace period.
+/// It also gets its [`RequestId`].
 async fn attach_deadline(
     State(guard): State<Arc<Guard>>,
     mut request: Request,
@@ -127,63 +153,226 @@ async fn attach_deadline(
         None => configured,
     };
     request.extensions_mut().insert(RequestDeadline(deadline));
-    let grace = Duration::from_secs(2);
-    match tokio::time::timeout(deadline.remaining() + grace, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!("request exceeded its deadline; answering 504");
-            jsonrpc_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                -32603,
-                "the request did not finish within its deadline",
-            )
-        }
-    }
-}
-
-/// `MCP_AUTH_TOKEN`, when set, must arrive as `X-MCP-Auth-Token` or `Authorization: Bearer`.
-async fn authenticate(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let Some(expected) = guard.auth_digest else {
-        return next.run(request).await;
+    let id = match request.extensions().get::<RequestId>() {
+        Some(id) => id.clone(),
+        None => RequestId(
+            request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| {
+                    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
+        ),
     };
-    if presented_tokens(request.headers()).any(|token| {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        bool::from(digest.ct_eq(&expected))
-    }) {
-        return next.run(request).await;
+    request.extensions_mut().insert(id.clone());
+    let grace = Duration::from_secs(2);
+    let mut response =
+        match tokio::time::timeout(deadline.remaining() + grace, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!("request exceeded its deadline; answering 504");
+                jsonrpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    -32603,
+                    "the request did not finish within its deadline",
+                )
+            }
+        };
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert("x-request-id", value);
     }
-    tracing::info!(
-        has_header = request.headers().contains_key("x-mcp-auth-token")
-            || request.headers().contains_key(header::AUTHORIZATION),
-        "rejected an MCP request without a valid auth token"
-    );
-    let mut response = jsonrpc_error(
-        StatusCode::UNAUTHORIZED,
-        -32001,
-        "Unauthorized: send the server's auth token as X-MCP-Auth-Token: <token> or Authorization: Bearer <token>",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"dynatrace-mcp\""),
-    );
     response
 }
 
-fn presented_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    let custom = headers
-        .get_all("x-mcp-auth-token")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim);
-    let bearer = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    custom.chain(bearer)
+/// Identifies the caller ([`crate::identity`]) and attaches the [`Principal`] to the request; a
+/// request without an acceptable credential is answered here, before rmcp sees it.
+async fn authenticate(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let state = &guard.state;
+    let gateway = request.extensions().get::<GatewayClaims>().cloned();
+    let principal = match state
+        .identity
+        .identify(request.headers(), gateway.as_ref())
+        .await
+    {
+        Ok(principal) => principal,
+        Err(rejection) => return reject(state, rejection),
+    };
+    let mut request = match step_up(&guard, &principal, request).await {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    request.extensions_mut().insert(Arc::new(principal));
+    next.run(request).await
+}
+
+/// For an OAuth caller whose token lacks a scope this server offers: a `tools/call` of a tool
+/// outside its scopes is answered 403 `insufficient_scope` with the scopes to ask for, so the
+/// client can get a token with more scope and retry (step-up authorization). Other callers
+/// cannot step up: the tool answers them with a sentence instead (`crate::mcp`).
+async fn step_up(
+    guard: &Guard,
+    principal: &Principal,
+    request: Request,
+) -> Result<Request, Box<Response>> {
+    let state = &guard.state;
+    let enabled = state.identity.enabled();
+    let can_step_up = matches!(principal.source, Source::OAuth | Source::Gateway)
+        && state.resource_metadata.is_some()
+        && principal.groups.intersect(enabled) != enabled;
+    if !can_step_up || request.method() != http::Method::POST {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, guard.max_request_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Err(Box::new(jsonrpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                &format!(
+                    "the request body is larger than {} bytes (MCP_MAX_REQUEST_BYTES)",
+                    guard.max_request_bytes
+                ),
+            )));
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Call<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        params: Option<CallParams<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct CallParams<'a> {
+        #[serde(borrow)]
+        name: Option<std::borrow::Cow<'a, str>>,
+    }
+    if let Ok(call) = serde_json::from_slice::<Call>(&bytes)
+        && call.method.as_deref() == Some("tools/call")
+        && let Some(name) = call.params.and_then(|p| p.name)
+        && let Some(def) = state.tools.get(&name)
+        && !principal.groups.contains(def.group)
+    {
+        let names = &state.identity.settings().scope_names;
+        let mut wanted = principal.groups.intersect(enabled);
+        wanted.insert(def.group);
+        let needed = names.name(def.group);
+        let metadata = state.resource_metadata.as_ref().expect("checked above");
+        let description = format!("{} needs the scope {needed}", def.name);
+        let mut response = jsonrpc_error(
+            StatusCode::FORBIDDEN,
+            -32003,
+            &format!(
+                "Forbidden: {} needs the scope {needed}, which your access token does not carry; \
+                 get a token that includes it (your client can ask the authorization server for: {}) and call again",
+                def.name,
+                names.joined(wanted)
+            ),
+        );
+        set_challenge(
+            &mut response,
+            &metadata.challenge(
+                Some(("insufficient_scope", &description)),
+                &names.joined(wanted),
+            ),
+        );
+        tracing::info!(subject = %principal.subject, tool = def.name, needed, "step-up: a call outside the token's scopes");
+        return Err(Box::new(response));
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn set_challenge(response: &mut Response, challenge: &str) {
+    if let Ok(value) = HeaderValue::from_str(challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+}
+
+/// The answer to a request that was not let in.
+fn reject(state: &AppState, rejection: Rejection) -> Response {
+    let identity = &state.identity;
+    let names = &identity.settings().scope_names;
+    let all_scopes = names.joined(identity.enabled());
+    match rejection {
+        Rejection::Unauthenticated(error) => {
+            let mut message = String::from("Unauthorized: ");
+            if let Some(e) = &error {
+                message.push_str(&format!("{e}. "));
+            }
+            match (&state.resource_metadata, identity.settings().oauth.as_ref()) {
+                (Some(metadata), Some(oauth)) => {
+                    message.push_str(&format!(
+                        "Send an access token from {} as Authorization: Bearer <token> (the metadata at {} says how to get one)",
+                        oauth.issuer,
+                        metadata.url()
+                    ));
+                    if state.settings.mcp_auth_token.is_some() {
+                        message.push_str(", or the server's static token as X-MCP-Auth-Token");
+                    }
+                }
+                _ => message.push_str(
+                    "send the server's auth token as X-MCP-Auth-Token: <token> or Authorization: Bearer <token>",
+                ),
+            }
+            let mut response = jsonrpc_error(StatusCode::UNAUTHORIZED, -32001, &message);
+            let challenge = match &state.resource_metadata {
+                Some(metadata) => metadata.challenge(
+                    error
+                        .as_ref()
+                        .map(|e| ("invalid_token", e.to_string()))
+                        .as_ref()
+                        .map(|(code, text)| (*code, text.as_str())),
+                    &all_scopes,
+                ),
+                None => "Bearer realm=\"dynatrace-mcp\"".to_string(),
+            };
+            set_challenge(&mut response, &challenge);
+            response
+        }
+        Rejection::NoScope => {
+            let mut response = jsonrpc_error(
+                StatusCode::FORBIDDEN,
+                -32003,
+                &format!(
+                    "Forbidden: your credential grants none of this server's scopes; ask for at least one of: {all_scopes}"
+                ),
+            );
+            if let Some(metadata) = &state.resource_metadata {
+                set_challenge(
+                    &mut response,
+                    &metadata.challenge(
+                        Some((
+                            "insufficient_scope",
+                            "the token grants none of this server's scopes",
+                        )),
+                        &all_scopes,
+                    ),
+                );
+            }
+            response
+        }
+        Rejection::Unavailable(_) => {
+            let mut response = jsonrpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32002,
+                "the authorization server's signing keys could not be fetched to check your token; try again shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
+        Rejection::BadCallerToken(reason) => jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            &format!("Bad request: {reason}"),
+        ),
+    }
 }
 
 /// Streamable HTTP clients must accept both JSON and SSE. Plain HTTP tools (`curl` sends

@@ -1,12 +1,18 @@
 //! The Lambda front door: `lambda_http` converts API Gateway (REST v1 and HTTP API v2), ALB and
 //! Function URL events into HTTP requests for the same Router the container serves.
 //!
-//! Two adjustments happen before routing:
+//! Adjustments before routing:
 //! - a REST API (or a named HTTP API stage) puts the stage in the path (`/Prod/mcp`); it is
 //!   removed so the routes match wherever the API is mounted;
 //! - the request gets a deadline: the invocation's remaining time minus a margin, so the answer
-//!   leaves before Lambda (and API Gateway's 29–30 s integration timeout) cut it off.
+//!   leaves before Lambda (and API Gateway's 29–30 s integration timeout) cut it off;
+//! - the invocation's request id becomes the request's id (audit lines, `x-request-id`);
+//! - what API Gateway's authorizer verified (an HTTP API JWT authorizer's claims and scopes, a
+//!   REST API Cognito authorizer's claims) is attached as [`GatewayClaims`]. It comes from the
+//!   event's `requestContext`, which only API Gateway writes: no HTTP header can forge it. The
+//!   server uses it only with `MCP_TRUST_GATEWAY_AUTHORIZER=1`.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -15,6 +21,8 @@ use lambda_http::{Request, RequestExt};
 use tower::ServiceExt;
 
 use crate::deadline::{Deadline, RequestDeadline};
+use crate::http::RequestId;
+use crate::identity::authenticator::GatewayClaims;
 
 /// Kept back from the invocation deadline for serialising and returning the answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
@@ -37,9 +45,60 @@ pub fn prepare(mut request: Request) -> Request {
     if let Some(context) = request.lambda_context_ref() {
         let remaining = remaining_time(context.deadline, now_ms());
         let deadline = Deadline::after(remaining.saturating_sub(DEADLINE_MARGIN));
+        let id = RequestId(context.request_id.clone());
         request.extensions_mut().insert(RequestDeadline(deadline));
+        request.extensions_mut().insert(id);
+    }
+    if let Some(claims) = gateway_claims(&request) {
+        request.extensions_mut().insert(claims);
     }
     request
+}
+
+/// The identity API Gateway's authorizer verified: an HTTP API (v2) JWT authorizer's claims and
+/// scopes, or a REST API (v1) Cognito user-pool authorizer's claims.
+fn gateway_claims(request: &Request) -> Option<GatewayClaims> {
+    let (claims, scopes): (HashMap<String, String>, Vec<String>) =
+        match request.request_context_ref()? {
+            RequestContext::ApiGatewayV2(ctx) => {
+                let jwt = ctx.authorizer.as_ref()?.jwt.as_ref()?;
+                (jwt.claims.clone(), jwt.scopes.clone().unwrap_or_default())
+            }
+            RequestContext::ApiGatewayV1(ctx) => {
+                let object = ctx.authorizer.fields.get("claims")?.as_object()?;
+                let claims = object
+                    .iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) => (k.clone(), s.clone()),
+                        other => (k.clone(), other.to_string()),
+                    })
+                    .collect();
+                (claims, Vec::new())
+            }
+            _ => return None,
+        };
+    let mut all_scopes = scopes;
+    for key in ["scope", "scp", "cognito:groups"] {
+        if let Some(value) = claims.get(key) {
+            // HTTP APIs render array claims as `[a b]`.
+            let value = value.trim_start_matches('[').trim_end_matches(']');
+            all_scopes.extend(
+                value
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+    Some(GatewayClaims {
+        subject: claims.get("sub").cloned(),
+        client_id: claims
+            .get("client_id")
+            .or_else(|| claims.get("azp"))
+            .cloned(),
+        issuer: claims.get("iss").cloned(),
+        scopes: all_scopes,
+    })
 }
 
 fn now_ms() -> u64 {

@@ -7,7 +7,8 @@
 //! | [`config`] | `Settings`: environment, CLI flags and the Secrets Manager JSON, validated once; secrets stay `SecretString` |
 //! | [`secrets`] | reads the Secrets Manager secret at cold start |
 //! | [`startup`] | builds the shared `AppState` and the axum `Router` (used by `main`, the tests and the benchmark) |
-//! | [`http`] | the Router: MCP at `POST /mcp` and `POST /`, `GET /health`, auth, Accept normalisation, limits |
+//! | [`http`] | the Router: MCP at `POST /mcp` and `POST /`, `GET /health`, the OAuth resource metadata, Accept normalisation, limits |
+//! | [`identity`] | who is calling: static token, OAuth JWTs, API Gateway authorizer claims, pass-through Dynatrace tokens; scopes → tool groups; rate limit; audit |
 //! | [`lambda`] | runs the same Router under `lambda_http`, with a per-request deadline from the Lambda context |
 //! | [`stdio`] | the same MCP handler over stdin/stdout |
 //! | [`mcp`] | the rmcp adapter: `McpServer`, the tool registry and the one place where errors become tool results |
@@ -22,6 +23,7 @@ pub mod config;
 pub mod deadline;
 pub mod dynatrace;
 pub mod http;
+pub mod identity;
 pub mod lambda;
 pub mod logging;
 pub mod mcp;

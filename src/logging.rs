@@ -40,16 +40,18 @@ impl LogFormat {
 pub struct LogHandle(Option<reload::Handle<EnvFilter, tracing_subscriber::Registry>>);
 
 impl LogHandle {
-    pub fn set_level(&self, level: LogLevel) {
+    /// The level, and whether audit lines are written (`MCP_AUDIT_LOG`).
+    pub fn set_level(&self, level: LogLevel, audit: bool) {
         if let Some(handle) = &self.0 {
-            let _ = handle.modify(|filter| *filter = filter_for(level));
+            let _ = handle.modify(|filter| *filter = filter_for(level, audit));
         }
     }
 }
 
-fn filter_for(level: LogLevel) -> EnvFilter {
+fn filter_for(level: LogLevel, audit: bool) -> EnvFilter {
     // Our crate at the chosen level; dependencies quieter (rmcp logs every stateless request at
-    // info, which would be one CloudWatch line per call for nothing).
+    // info, which would be one CloudWatch line per call for nothing). Audit lines (target
+    // `audit`) are kept whatever the level, unless switched off.
     let ours = level.as_filter();
     let deps = match level {
         LogLevel::Trace => "debug",
@@ -57,12 +59,13 @@ fn filter_for(level: LogLevel) -> EnvFilter {
         LogLevel::Info | LogLevel::Warn => "warn",
         other => other.as_filter(),
     };
-    EnvFilter::new(format!("{deps},dynatrace_mcp={ours}"))
+    let audit = if audit { "info" } else { "off" };
+    EnvFilter::new(format!("{deps},dynatrace_mcp={ours},audit={audit}"))
 }
 
 /// Installs the global subscriber. Calling it twice (tests) is harmless.
 pub fn init(level: LogLevel, format: LogFormat) -> LogHandle {
-    let (filter, handle) = reload::Layer::new(filter_for(level));
+    let (filter, handle) = reload::Layer::new(filter_for(level, true));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

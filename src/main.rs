@@ -108,20 +108,30 @@ async fn load(
         }
     }
     let settings = Settings::from_source(&source, front_door)?;
-    log.set_level(settings.log_level);
+    log.set_level(settings.log_level, settings.identity.audit);
     tracing::info!(settings = ?settings.summary(), version = dynatrace_mcp::VERSION, "configuration loaded");
     Ok((settings, log))
+}
+
+/// Whether the server itself authenticates callers (static token, OAuth, or the gateway's
+/// authorizer claims on Lambda).
+fn authenticates(settings: &Settings) -> bool {
+    settings.mcp_auth_token.is_some()
+        || settings.identity.oauth.is_some()
+        || settings.identity.trust_gateway
 }
 
 async fn run_lambda() -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Lambda, LogFormat::Json).await?;
     // A function URL or API Gateway is reachable from anywhere: as for `serve` on a public address,
-    // no token means no start, unless the front (IAM auth, an authorizer) authenticates callers.
-    if settings.mcp_auth_token.is_none() && !settings.allow_unauthenticated {
+    // no way to authenticate callers means no start, unless the front (IAM auth, an authorizer)
+    // authenticates them.
+    if !authenticates(&settings) && !settings.allow_unauthenticated {
         return Err(ConfigError::new(
             "MCP_AUTH_TOKEN",
-            "is required on Lambda: put it in the DT_SECRET_ID secret (or set it), or set \
-             MCP_ALLOW_UNAUTHENTICATED=1 if the function URL or API Gateway authenticates every caller",
+            "is required on Lambda unless MCP_OAUTH_ISSUER or MCP_TRUST_GATEWAY_AUTHORIZER is set: put it in the \
+             DT_SECRET_ID secret (or set it), or set MCP_ALLOW_UNAUTHENTICATED=1 if the function URL or API Gateway \
+             authenticates every caller",
         )
         .into());
     }
@@ -136,15 +146,12 @@ async fn run_lambda() -> anyhow::Result<()> {
 
 async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Http, LogFormat::Json).await?;
-    if !bind.ip().is_loopback()
-        && settings.mcp_auth_token.is_none()
-        && !settings.allow_unauthenticated
-    {
+    if !bind.ip().is_loopback() && !authenticates(&settings) && !settings.allow_unauthenticated {
         return Err(ConfigError::new(
             "MCP_AUTH_TOKEN",
             format!(
-                "is required when serving on {bind} (a non-loopback address): set it, or set \
-                 MCP_ALLOW_UNAUTHENTICATED=1 if a gateway in front authenticates every caller"
+                "is required when serving on {bind} (a non-loopback address) unless MCP_OAUTH_ISSUER is set: set \
+                 one of them, or set MCP_ALLOW_UNAUTHENTICATED=1 if a gateway in front authenticates every caller"
             ),
         )
         .into());

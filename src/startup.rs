@@ -13,6 +13,9 @@ use crate::config::{FrontDoor, Settings};
 use crate::dynatrace::DynatraceClient;
 use crate::dynatrace::auth::TokenProvider;
 use crate::http::HttpOptions;
+use crate::identity::Authenticator;
+use crate::identity::metadata::ResourceMetadata;
+use crate::identity::ratelimit::RateLimiter;
 use crate::signing::Signer;
 use crate::tools::budget::GrailBudget;
 use crate::tools::confirm::{InMemoryReplayGuard, ReplayGuard};
@@ -27,6 +30,12 @@ pub struct AppState {
     pub budget: GrailBudget,
     /// Remembers used write confirmations (per instance for now).
     pub replay_guard: Box<dyn ReplayGuard>,
+    /// Who is calling: static token, OAuth, gateway claims, pass-through tokens.
+    pub identity: Authenticator,
+    /// The Protected Resource Metadata, when OAuth is on.
+    pub resource_metadata: Option<ResourceMetadata>,
+    /// `MCP_RATE_LIMIT`, per principal.
+    pub rate_limiter: Option<RateLimiter>,
 }
 
 /// Builds the state from validated settings: the one outbound HTTP client, the token provider,
@@ -42,28 +51,49 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
     let http = crate::dynatrace::HttpClient::new(extra_ca.as_deref())?;
     let tokens = Arc::new(TokenProvider::new(http.clone(), settings.sso_url.clone()));
     let dynatrace = Arc::new(DynatraceClient::new(
-        http,
+        http.clone(),
         settings.environment.clone(),
         settings.credentials.clone(),
         tokens,
     ));
-    let signer = match &settings.signing_key {
-        Some(key) => Signer::new(key.expose_secret().as_bytes()),
-        None => {
-            let mut material = settings.credentials.fingerprint_material();
+    let signer = match (&settings.signing_key, &settings.credentials) {
+        (Some(key), _) => Signer::new(key.expose_secret().as_bytes()),
+        (None, Some(credentials)) => {
+            let mut material = credentials.fingerprint_material();
             material.extend_from_slice(settings.environment.base().as_bytes());
             Signer::new(&material)
         }
+        // Settings refuse this combination (DT_TOKEN_PASSTHROUGH=required needs MCP_SIGNING_KEY).
+        (None, None) => {
+            anyhow::bail!("MCP_SIGNING_KEY: required when the server holds no Dynatrace credential")
+        }
     };
+    let tools = tools::registry(&settings);
+    let enabled = tools.groups();
+    let identity = Authenticator::new(
+        settings.identity.clone(),
+        settings.mcp_auth_token.as_ref(),
+        enabled,
+        http,
+    );
+    let resource_metadata = settings.identity.oauth.as_ref().map(|oauth| {
+        let names = &settings.identity.scope_names;
+        let scopes: Vec<&str> = enabled.iter().map(|g| names.name(g)).collect();
+        ResourceMetadata::new(oauth, &scopes)
+    });
+    let rate_limiter = settings.identity.rate_limit.map(RateLimiter::new);
     Ok(Arc::new(AppState {
         budget: GrailBudget {
             limit_bytes: settings.grail_budget_bytes,
         },
-        tools: tools::registry(&settings),
+        tools,
         settings,
         dynatrace,
         signer,
         replay_guard: Box::new(InMemoryReplayGuard::default()),
+        identity,
+        resource_metadata,
+        rate_limiter,
     }))
 }
 
@@ -102,7 +132,6 @@ pub fn http_options(
     HttpOptions {
         allowed_hosts,
         allowed_origins,
-        auth_token: settings.mcp_auth_token.clone(),
         max_request_bytes: settings.max_request_bytes,
         tool_timeout: settings.tool_timeout,
         shutdown,

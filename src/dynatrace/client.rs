@@ -17,7 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 
 use super::auth::{TokenProvider, transport_error};
 use super::error::DynatraceError;
@@ -29,7 +31,8 @@ use crate::deadline::Deadline;
 pub const MAX_RETRIES: u32 = 3;
 /// Used when a 429/503 carries no `Retry-After`.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
-/// Sent as `dt-client-context`, which Dynatrace records with each query for auditing.
+/// Sent as `dt-client-context`, which Dynatrace records with each query for auditing, when no
+/// caller is known (a view per caller names the principal: [`DynatraceClient::for_caller`]).
 const CLIENT_CONTEXT: &str = concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION"));
 
 /// A request body.
@@ -127,30 +130,71 @@ impl ApiResponse {
     }
 }
 
+/// The client of one environment. The server holds one; each tool call works on a cheap view of
+/// it made by [`DynatraceClient::for_caller`], which carries the caller's own token (when it sent
+/// one) and names the caller in `dt-client-context`. Views share the connection pool, the token
+/// cache and the Grail usage count; what a view learns with a caller's token (the CoPilot skills
+/// it may use) is cached under that token, never shared with another caller.
+#[derive(Clone)]
 pub struct DynatraceClient {
     http: Arc<super::HttpClient>,
     environment: DtEnvironment,
-    credentials: Credentials,
+    /// `None`: the server holds no credential and this caller sent none.
+    credentials: Option<Credentials>,
+    /// Whether `credentials` came from the caller (`X-Dynatrace-Token`).
+    caller_token: bool,
+    client_context: String,
     tokens: Arc<TokenProvider>,
-    usage: GrailUsage,
-    skills: super::copilot::SkillCache,
+    usage: Arc<GrailUsage>,
+    skills: Arc<super::copilot::SkillCache>,
+    caller_skills:
+        Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<super::copilot::SkillCache>>>>,
 }
+
+/// Callers' skill caches kept at most; past it the map starts over (they refill on demand).
+const MAX_CALLER_CACHES: usize = 1024;
 
 impl DynatraceClient {
     pub fn new(
         http: Arc<super::HttpClient>,
         environment: DtEnvironment,
-        credentials: Credentials,
+        credentials: Option<Credentials>,
         tokens: Arc<TokenProvider>,
     ) -> Self {
         Self {
             http,
             environment,
             credentials,
+            caller_token: false,
+            client_context: CLIENT_CONTEXT.to_string(),
             tokens,
-            usage: GrailUsage::default(),
-            skills: Default::default(),
+            usage: Arc::default(),
+            skills: Arc::default(),
+            caller_skills: Arc::default(),
         }
+    }
+
+    /// A view for one caller: its own token instead of the server's credential when it sent one,
+    /// and `client_context` (which names the principal) in `dt-client-context`.
+    pub fn for_caller(&self, token: Option<&SecretString>, client_context: String) -> Self {
+        let mut view = self.clone();
+        view.client_context = client_context;
+        if let Some(token) = token {
+            let key: [u8; 32] = sha2::Sha256::digest(token.expose_secret().as_bytes()).into();
+            let mut caches = self.caller_skills.lock().expect("skill caches lock");
+            if caches.len() >= MAX_CALLER_CACHES && !caches.contains_key(&key) {
+                caches.clear();
+            }
+            view.skills = caches.entry(key).or_default().clone();
+            view.credentials = Some(Credentials::PlatformToken(token.clone()));
+            view.caller_token = true;
+        }
+        view
+    }
+
+    /// Whether this view acts with the caller's own token.
+    pub fn uses_caller_token(&self) -> bool {
+        self.caller_token
     }
 
     pub(crate) fn skill_cache(&self) -> &super::copilot::SkillCache {
@@ -186,9 +230,12 @@ impl DynatraceClient {
                     what: "Dynatrace API call",
                 });
             }
+            let Some(credentials) = &self.credentials else {
+                return Err(DynatraceError::NoCredential);
+            };
             let bearer = self
                 .tokens
-                .bearer(&self.credentials, &request.scopes, deadline)
+                .bearer(credentials, &request.scopes, deadline)
                 .await?;
             let mut builder = self
                 .http
@@ -197,7 +244,7 @@ impl DynatraceClient {
                 .request(request.method.clone(), &url)
                 .header(AUTHORIZATION, bearer.header_value())
                 .header(ACCEPT, "application/json")
-                .header("dt-client-context", CLIENT_CONTEXT)
+                .header("dt-client-context", self.client_context.as_str())
                 .timeout(deadline.remaining());
             if !request.query.is_empty() {
                 builder = builder.query(&request.query);
@@ -237,12 +284,20 @@ impl DynatraceClient {
             let retry_after = retry_after.or_else(|| retry_after_from_body(&body));
 
             match status {
-                401 if !refreshed && TokenProvider::can_refresh(&self.credentials) => {
+                401 if !refreshed && TokenProvider::can_refresh(credentials) => {
                     // The token may have been revoked or expired early: fetch a new one, once.
                     self.tokens
-                        .invalidate(&self.credentials, &request.scopes, &bearer)
+                        .invalidate(credentials, &request.scopes, &bearer)
                         .await;
                     refreshed = true;
+                }
+                401 if self.caller_token => {
+                    let message =
+                        match DynatraceError::from_response(status, &body, &request.what, None) {
+                            DynatraceError::Unauthorized { message } => message,
+                            other => other.to_string(),
+                        };
+                    return Err(DynatraceError::CallerTokenRejected { message });
                 }
                 429 | 503 => {
                     let wait = retry_after.unwrap_or(DEFAULT_BACKOFF * 2u32.pow(retries));

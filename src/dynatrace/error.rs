@@ -73,6 +73,22 @@ pub enum DynatraceError {
     #[error("Dynatrace sent a response this server could not read ({context}): {message}")]
     Decode { context: String, message: String },
 
+    /// The server holds no Dynatrace credential (`DT_TOKEN_PASSTHROUGH=required`) and the caller
+    /// sent none.
+    #[error(
+        "this server acts with each caller's own Dynatrace token and none was sent: send your platform token \
+         (dt0s16.…) in the X-Dynatrace-Token header of every request (add it to your MCP client's headers)"
+    )]
+    NoCredential,
+
+    /// Dynatrace refused the token the caller sent in `X-Dynatrace-Token`.
+    #[error(
+        "Dynatrace rejected the token you sent in X-Dynatrace-Token (HTTP 401{}): check that it is a valid, \
+         unexpired platform token of this environment",
+        fmt_message(message)
+    )]
+    CallerTokenRejected { message: String },
+
     #[error("{}", sso_sentence(*status, error, description))]
     TokenRequest {
         status: u16,

@@ -23,6 +23,8 @@ pub fn kind(error: &ToolError) -> &'static str {
             DynatraceError::Network(_) => "network",
             DynatraceError::Decode { .. } => "decode",
             DynatraceError::TokenRequest { .. } => "token_request",
+            DynatraceError::NoCredential => "no_credential",
+            DynatraceError::CallerTokenRejected { .. } => "caller_token_rejected",
         },
     }
 }

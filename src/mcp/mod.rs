@@ -22,8 +22,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::deadline::{Deadline, RequestDeadline};
+use crate::identity::{Principal, ToolGroup, audit};
 use crate::startup::AppState;
-use crate::tools::{ToolContext, ToolDef};
+use crate::tools::{ToolContext, ToolDef, ToolError};
 
 const INSTRUCTIONS: &str = "Tools for one Dynatrace environment. Start with get_environment_info \
 to check the connection. list_problems, get_problem_details, list_vulnerabilities, list_exceptions \
@@ -35,17 +36,40 @@ answers with a queryHandle, call it again with that handle to fetch the result. 
 things (email, Slack, workflows, notebooks, events) first return a preview and a confirmationToken: \
 show the preview to the user, and repeat the call with the token only if they agree.";
 
-/// The MCP handler. Cheap to clone: it is one `Arc`.
+/// The MCP handler. Cheap to clone: it is two `Arc`s.
 #[derive(Clone)]
 pub struct McpServer {
     state: Arc<AppState>,
-    published: Arc<Vec<Tool>>,
+    /// `tools/list` entries, with the group each belongs to.
+    published: Arc<Vec<(ToolGroup, Tool)>>,
+    /// Who calls when a request carries no principal: the local user over stdio.
+    local: Arc<Principal>,
 }
 
 impl McpServer {
     pub fn new(state: Arc<AppState>) -> Self {
-        let published = Arc::new(state.tools.iter().map(publish).collect());
-        Self { state, published }
+        let published = Arc::new(
+            state
+                .tools
+                .iter()
+                .map(|def| (def.group, publish(def)))
+                .collect(),
+        );
+        Self {
+            state,
+            published,
+            local: Arc::new(Principal::stdio()),
+        }
+    }
+
+    /// The caller of a request: what the HTTP front door identified, else the local user.
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Arc<Principal> {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Principal>>())
+            .cloned()
+            .unwrap_or_else(|| self.local.clone())
     }
 }
 
@@ -79,12 +103,20 @@ impl ServerHandler for McpServer {
         .with_instructions(INSTRUCTIONS)
     }
 
+    /// Only the tools the caller's scopes allow.
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items((*self.published).clone()))
+        let groups = self.principal(&context).groups;
+        let tools = self
+            .published
+            .iter()
+            .filter(|(group, _)| groups.contains(*group))
+            .map(|(_, tool)| tool.clone())
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn list_prompts(
@@ -120,7 +152,10 @@ impl ServerHandler for McpServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.published.iter().find(|t| t.name == name).cloned()
+        self.published
+            .iter()
+            .find(|(_, t)| t.name == name)
+            .map(|(_, t)| t.clone())
     }
 
     async fn call_tool(
@@ -137,32 +172,110 @@ impl ServerHandler for McpServer {
                 None,
             ));
         };
+        let principal = self.principal(&context);
+        let started = Instant::now();
         let deadline = request_deadline(&context)
             .unwrap_or_else(|| Deadline::after(self.state.settings.tool_timeout));
-        let ctx = ToolContext {
-            state: self.state.clone(),
+        let ctx = ToolContext::new(
+            self.state.clone(),
+            principal.clone(),
             deadline,
-            cancel: context.ct.clone(),
+            context.ct.clone(),
+        );
+        let outcome = match self.admit(&principal, def) {
+            Ok(()) => {
+                def.call(ctx.clone(), request.arguments.unwrap_or_default())
+                    .await
+            }
+            Err(refusal) => Err(refusal),
         };
-        let args = request.arguments.unwrap_or_default();
-        let started = Instant::now();
-        let outcome = def.call(ctx, args).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let result = match outcome {
+        let (result, outcome) = match outcome {
             Ok(output) => {
-                tracing::info!(tool = def.name, elapsed_ms, outcome = "ok", "tool call");
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
                 result.structured_content = output.structured;
-                result
+                (result, "ok")
             }
             Err(error) => {
                 let kind = errors::kind(&error);
-                tracing::info!(tool = def.name, elapsed_ms, outcome = kind, "tool call");
-                CallToolResult::error(vec![ContentBlock::text(errors::message(def.name, &error))])
+                let text = errors::message(def.name, &error);
+                (CallToolResult::error(vec![ContentBlock::text(text)]), kind)
             }
         };
+        if self.state.settings.identity.audit {
+            audit::emit(
+                &audit::Entry {
+                    principal: &principal,
+                    tool: def.name,
+                    outcome,
+                    result_bytes: result_bytes(&result),
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    request_id: request_id(&context).as_deref(),
+                },
+                &ctx.record,
+            );
+        }
         Ok(result.into())
     }
+}
+
+impl McpServer {
+    /// Whether `principal` may call `def` now: its scopes, then its rate limit.
+    fn admit(&self, principal: &Principal, def: &ToolDef) -> Result<(), ToolError> {
+        if !principal.groups.contains(def.group) {
+            let names = &self.state.settings.identity.scope_names;
+            return Err(ToolError::Refused(format!(
+                "your credential does not allow the {} tools (they need the scope {}), so nothing was done; \
+                 ask the operator for that scope, or use a tool from tools/list",
+                def.group.name(),
+                names.name(def.group)
+            )));
+        }
+        if let Some(limiter) = &self.state.rate_limiter
+            && let Err(wait) = limiter.take(&principal.binding())
+        {
+            let limit = limiter.limit();
+            return Err(ToolError::Refused(format!(
+                "rate limit: at most {} tool calls per {} s per caller; retry in {} s",
+                limit.calls,
+                limit.period.as_secs(),
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The size of a result as sent: its text blocks plus its structured content.
+fn result_bytes(result: &CallToolResult) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    for block in &result.content {
+        if let Some(text) = block.as_text() {
+            count.0 += text.text.len();
+        }
+    }
+    if let Some(structured) = &result.structured_content {
+        let _ = serde_json::to_writer(&mut count, structured);
+    }
+    count.0
+}
+
+/// The request id the HTTP front door attached, if any.
+fn request_id(context: &RequestContext<RoleServer>) -> Option<String> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::http::RequestId>())
+        .map(|id| id.0.clone())
 }
 
 /// The deadline a front door attached to the HTTP request, if any.

@@ -58,8 +58,7 @@ pub fn list_definition() -> ToolDef {
         |ctx: ToolContext, params: ListParams| async move {
             let needle = params.filter.as_deref().map(|f| f.trim().to_lowercase()).filter(|f| !f.is_empty());
             let analyzers: Vec<AnalyzerSummary> = ctx
-                .state
-                .dynatrace
+        .dynatrace
                 .list_analyzers(ctx.deadline)
                 .await?
                 .into_iter()
@@ -201,7 +200,6 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         SCOPE_EXECUTE.to_string()
     };
     let run = ctx
-        .state
         .dynatrace
         .run_analyzer(&name, Value::Object(input), &scopes, ctx.deadline)
         .await

@@ -75,7 +75,7 @@ pub struct Output {
 }
 
 fn status(ctx: &ToolContext) -> Output {
-    let usage = ctx.state.dynatrace.grail_usage();
+    let usage = ctx.dynatrace.grail_usage();
     let limit = ctx.state.budget.limit_bytes;
     let scanned = usage.scanned_bytes();
     Output {
@@ -137,7 +137,7 @@ pub fn reset_definition() -> ToolDef {
         },
         |ctx: ToolContext, _params: Params| async move {
             let before = status(&ctx);
-            ctx.state.dynatrace.grail_usage().reset();
+            ctx.dynatrace.grail_usage().reset();
             tracing::info!(scanned_bytes = before.scanned_bytes, "Grail budget reset by a tool call");
             let output = status(&ctx);
             let text = format!(

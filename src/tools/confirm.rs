@@ -5,7 +5,8 @@
 //! planned request. Calling the tool again with the same arguments and that token performs it.
 //! A token is refused when the arguments changed (the planned request hashes differently), when
 //! it expired, or when it was already used (the [`ReplayGuard`] remembers used tokens until they
-//! expire; in memory per instance for now, behind a trait so a shared store can replace it).
+//! expire; in memory per instance for now, behind a trait so a shared store can replace it), or
+//! when another caller presents it (the token is bound to the principal that saw the preview).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +52,9 @@ struct Payload {
     n: String,
     /// Expiry (Unix seconds), for the replay guard.
     e: u64,
+    /// The caller the preview was shown to ([`crate::identity::Principal::binding`]).
+    #[serde(default)]
+    p: String,
 }
 
 /// `structuredContent` of a preview.
@@ -105,6 +109,7 @@ pub fn check(
                 h: expected,
                 n: format!("{:032x}", rand::random::<u128>()),
                 e: expires_at,
+                p: ctx.principal.binding(),
             },
             ttl,
         );
@@ -138,6 +143,12 @@ pub fn check(
         return Err(ToolError::Refused(format!(
             "this confirmationToken was issued for {}, not {tool}: call {tool} without it for a preview",
             payload.t
+        )));
+    }
+    if payload.p != ctx.principal.binding() {
+        return Err(ToolError::Refused(format!(
+            "this confirmationToken was issued to another caller, so nothing was done: call {tool} without it \
+             to see the preview yourself"
         )));
     }
     if payload.h != expected {

@@ -10,12 +10,7 @@ use super::{Annotations, ToolContext, ToolDef, ToolError, ToolOutput};
 use crate::dynatrace::copilot::{CopilotNotification, Skill, Source};
 
 async fn require_skill(ctx: &ToolContext, skill: Skill) -> Result<(), ToolError> {
-    if ctx
-        .state
-        .dynatrace
-        .copilot_has_skill(skill, ctx.deadline)
-        .await?
-    {
+    if ctx.dynatrace.copilot_has_skill(skill, ctx.deadline).await? {
         Ok(())
     } else {
         Err(ToolError::Refused(format!(
@@ -67,7 +62,7 @@ pub fn generate_definition() -> ToolDef {
                 return Err(ToolError::InvalidArguments("text is empty: describe what the query should find".into()));
             }
             require_skill(&ctx, Skill::Nl2Dql).await?;
-            let response = ctx.state.dynatrace.copilot_nl2dql(text, ctx.deadline).await?;
+            let response = ctx.dynatrace.copilot_nl2dql(text, ctx.deadline).await?;
             let notifications = response.metadata.map(|m| m.notifications).unwrap_or_default();
             let mut out = if response.status == "FAILED" || response.dql.trim().is_empty() {
                 format!("Davis CoPilot could not write a DQL statement for this request (status {}). Rephrase it with the data source (logs, spans, events, metrics) and the filters you want.", response.status)
@@ -110,7 +105,7 @@ pub fn explain_definition() -> ToolDef {
                 return Err(ToolError::InvalidArguments("dql is empty: give the statement to explain".into()));
             }
             require_skill(&ctx, Skill::Dql2Nl).await?;
-            let response = ctx.state.dynatrace.copilot_dql2nl(dql, ctx.deadline).await?;
+            let response = ctx.dynatrace.copilot_dql2nl(dql, ctx.deadline).await?;
             let mut text = if response.status == "FAILED" {
                 "Davis CoPilot could not explain this statement (status FAILED); it only explains valid DQL, so check it with verify_dql first.".to_string()
             } else {
@@ -170,7 +165,7 @@ pub fn chat_definition() -> ToolDef {
             if let Some(i) = params.instruction.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
                 context.push(json!({"type": "instruction", "value": i}));
             }
-            let response = ctx.state.dynatrace.copilot_conversation(text, context, params.conversation_state, ctx.deadline).await?;
+            let response = ctx.dynatrace.copilot_conversation(text, context, params.conversation_state, ctx.deadline).await?;
             let metadata = response.metadata.unwrap_or_default();
             let mut out = if response.status == "FAILED" {
                 "Davis CoPilot could not answer this question (status FAILED). Rephrase it, or ask about a narrower topic.".to_string()

@@ -103,11 +103,10 @@ async fn run_find(ctx: ToolContext, params: FindParams) -> Result<ToolOutput, To
         filter.push_str(&format!(" and name contains {}", filter_literal(name)));
     }
     let list = ctx
-        .state
         .dynatrace
         .list_documents(&filter, max, ctx.deadline)
         .await?;
-    let base = ctx.state.dynatrace.environment().base().to_string();
+    let base = ctx.dynatrace.environment().base().to_string();
     let documents: Vec<FoundDocument> = list
         .documents
         .into_iter()
@@ -269,11 +268,10 @@ async fn run_create_notebook(
         Confirmation::Granted => {}
     }
     let created = ctx
-        .state
         .dynatrace
         .create_document(name, "notebook", description, &content, ctx.deadline)
         .await?;
-    let link = document_link(ctx.state.dynatrace.environment().base(), &created);
+    let link = document_link(ctx.dynatrace.environment().base(), &created);
     Ok(ToolOutput::text(format!(
         "Created the notebook \"{}\" ({}). Open it: {link}",
         created.name, created.id

@@ -77,6 +77,10 @@ struct HandlePayload {
     n: u32,
     /// OAuth scopes the query was started with.
     s: String,
+    /// The caller it was issued to ([`crate::identity::Principal::binding`]): another caller's
+    /// handle is refused, so nobody fetches a result they did not ask for.
+    #[serde(default)]
+    p: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
@@ -191,7 +195,7 @@ pub fn execute_definition() -> ToolDef {
 async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutput, ToolError> {
     let format = params.output_format.unwrap_or_default();
     let fields = params.fields.clone().unwrap_or_default();
-    let client = ctx.state.dynatrace.clone();
+    let client = ctx.dynatrace.clone();
 
     let (run, limit, scopes) = if let Some(handle) = params.query_handle.as_deref() {
         let payload: HandlePayload =
@@ -206,11 +210,19 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                         "queryHandle: {e} by running the statement again with execute_dql"
                     )),
                 })?;
+        if payload.p != ctx.principal.binding() {
+            return Err(ToolError::Refused(
+                "this queryHandle was issued to another caller, so its result is not yours to fetch: \
+                 run the statement yourself with execute_dql"
+                    .into(),
+            ));
+        }
         let guard = QueryGuard::new(client.clone(), &payload.s);
         let run = tokio::select! {
             run = client.resume_query(&payload.t, &payload.s, ctx.deadline, &guard) => run?,
             _ = ctx.cancel.cancelled() => return Err(cancelled()),
         };
+        record_scanned(&ctx, &run);
         (run, payload.n, payload.s)
     } else {
         let statement = params
@@ -268,9 +280,9 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                 format,
                 &fields,
                 ctx.state.settings.result_budget_bytes,
-                ctx.state.dynatrace.grail_usage().scanned_bytes(),
+                ctx.dynatrace.grail_usage().scanned_bytes(),
             );
-            if let Some(note) = ctx.state.budget.note(ctx.state.dynatrace.grail_usage()) {
+            if let Some(note) = ctx.state.budget.note(ctx.dynatrace.grail_usage()) {
                 output.text.push('\n');
                 output.text.push_str(&note);
             }
@@ -312,6 +324,7 @@ fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: St
             t: request_token,
             n: limit,
             s: scopes,
+            p: ctx.principal.binding(),
         },
         HANDLE_TTL,
     )
@@ -326,8 +339,8 @@ async fn start_query(
     max_records: u64,
     max_bytes: u64,
 ) -> Result<(QueryRun, String), ToolError> {
-    ctx.state.budget.check(ctx.state.dynatrace.grail_usage())?;
-    let client = &ctx.state.dynatrace;
+    ctx.state.budget.check(ctx.dynatrace.grail_usage())?;
+    let client = &ctx.dynatrace;
     let scopes = scopes::for_dql(&statement);
     let request = ExecuteRequest {
         query: statement,
@@ -336,12 +349,27 @@ async fn start_query(
         default_scan_limit_gbytes: ctx.state.settings.query_scan_limit_gb,
         ..Default::default()
     };
+    ctx.record.query(&request.query);
     let guard = QueryGuard::new(client.clone(), &scopes);
     let run = tokio::select! {
         run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
         _ = ctx.cancel.cancelled() => return Err(cancelled()),
     };
+    record_scanned(ctx, &run);
     Ok((run, scopes))
+}
+
+/// Adds what a finished query scanned to the call's audit record.
+fn record_scanned(ctx: &ToolContext, run: &QueryRun) {
+    if let QueryRun::Finished(result) = run {
+        let scanned = result
+            .metadata
+            .grail
+            .as_ref()
+            .and_then(|g| g.scanned_bytes)
+            .unwrap_or(0);
+        ctx.record.scanned(scanned);
+    }
 }
 
 /// Runs a statement built by another tool ([`start_query`]); a query still running at the
@@ -373,7 +401,7 @@ pub(crate) async fn run_statement(
 
 /// The budget warning, if any, as a line to append to a tool's text.
 pub(crate) fn budget_note(ctx: &ToolContext) -> Option<String> {
-    ctx.state.budget.note(ctx.state.dynatrace.grail_usage())
+    ctx.state.budget.note(ctx.dynatrace.grail_usage())
 }
 
 fn cancelled() -> ToolError {
@@ -613,8 +641,8 @@ async fn run_verify(ctx: ToolContext, params: VerifyParams) -> Result<ToolOutput
             "dqlStatement is empty: give the DQL statement to check".into(),
         ));
     }
+    ctx.record.query(statement);
     let verified = ctx
-        .state
         .dynatrace
         .query_verify(statement, scopes::QUERY_VERIFY, ctx.deadline)
         .await?;

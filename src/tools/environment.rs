@@ -44,7 +44,7 @@ pub fn definition() -> ToolDef {
 }
 
 async fn run(ctx: ToolContext, _params: Params) -> Result<ToolOutput, ToolError> {
-    let client = &ctx.state.dynatrace;
+    let client = &ctx.dynatrace;
     let info: EnvironmentInfo = client.environment_info(ctx.deadline).await?;
     let output = Output {
         environment_id: info.environment_id,

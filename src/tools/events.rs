@@ -269,7 +269,7 @@ async fn run_exceptions(
     let mut text = listing.finish("use additionalFilter or a shorter timeframe");
     text.push_str(&format!(
         "Inspect them in Dynatrace: {}/ui/apps/dynatrace.error.inspector",
-        ctx.state.dynatrace.environment().base()
+        ctx.dynatrace.environment().base()
     ));
     if let Some(note) = budget_note(&ctx) {
         text.push('\n');
@@ -417,11 +417,7 @@ async fn run_send_event(
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }
-    let result = ctx
-        .state
-        .dynatrace
-        .ingest_event(event, ctx.deadline)
-        .await?;
+    let result = ctx.dynatrace.ingest_event(event, ctx.deadline).await?;
     let statuses: Vec<String> = result
         .get("eventIngestResults")
         .and_then(Value::as_array)

@@ -33,17 +33,49 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Deadline;
-use crate::dynatrace::DynatraceError;
+use crate::dynatrace::{DynatraceClient, DynatraceError};
+use crate::identity::audit::CallRecord;
+use crate::identity::{Principal, ToolGroup};
 use crate::startup::AppState;
 
 /// What a tool call gets besides its arguments.
 #[derive(Clone)]
 pub struct ToolContext {
     pub state: Arc<AppState>,
+    /// Who is calling.
+    pub principal: Arc<Principal>,
+    /// The Dynatrace client as this caller: its own token when it sent one, its name in
+    /// `dt-client-context`.
+    pub dynatrace: Arc<DynatraceClient>,
     /// When the answer must be on its way back to the client.
     pub deadline: Deadline,
     /// Cancelled when the client gave up on this call (disconnect, `notifications/cancelled`).
     pub cancel: CancellationToken,
+    /// What the call did, for its audit line (DQL sent, bytes scanned).
+    pub record: Arc<CallRecord>,
+}
+
+impl ToolContext {
+    /// A context for `principal`, with a deadline and nothing recorded yet.
+    pub fn new(
+        state: Arc<AppState>,
+        principal: Arc<Principal>,
+        deadline: Deadline,
+        cancel: CancellationToken,
+    ) -> Self {
+        let dynatrace = Arc::new(state.dynatrace.for_caller(
+            principal.dynatrace_token.as_ref().map(|t| t.secret()),
+            principal.client_context(),
+        ));
+        Self {
+            state,
+            principal,
+            dynatrace,
+            deadline,
+            cancel,
+            record: Arc::default(),
+        }
+    }
 }
 
 /// A successful tool answer: a concise text block for the model, and optionally the same data as
@@ -114,6 +146,8 @@ pub struct ToolDef {
     pub input_schema: Arc<JsonObject>,
     pub output_schema: Option<Arc<JsonObject>>,
     pub annotations: Annotations,
+    /// The scope group that unlocks this tool.
+    pub group: ToolGroup,
     handler: Handler,
 }
 
@@ -154,8 +188,14 @@ impl ToolDef {
             input_schema: Arc::new(schema_for::<P>()),
             output_schema: None,
             annotations,
+            group: ToolGroup::Read,
             handler,
         }
+    }
+
+    fn in_group(mut self, group: ToolGroup) -> Self {
+        self.group = group;
+        self
     }
 
     /// Declares the `structuredContent` schema, generated from `O`.
@@ -264,6 +304,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The groups at least one tool of which is offered (the server-wide switches).
+    pub fn groups(&self) -> crate::identity::Groups {
+        let mut groups = crate::identity::Groups::NONE;
+        for tool in &self.tools {
+            groups.insert(tool.group);
+        }
+        groups
+    }
+
     pub fn get(&self, name: &str) -> Option<&ToolDef> {
         self.tools.iter().find(|t| t.name == name)
     }
@@ -304,23 +353,29 @@ pub fn registry(settings: &crate::config::Settings) -> Registry {
         budget::reset_definition(),
     ];
     if settings.enable_davis_copilot {
-        tools.extend([
-            copilot::generate_definition(),
-            copilot::explain_definition(),
-            copilot::chat_definition(),
-            analyzers::list_definition(),
-            analyzers::execute_definition(),
-        ]);
+        tools.extend(
+            [
+                copilot::generate_definition(),
+                copilot::explain_definition(),
+                copilot::chat_definition(),
+                analyzers::list_definition(),
+                analyzers::execute_definition(),
+            ]
+            .map(|t| t.in_group(ToolGroup::Davis)),
+        );
     }
     if settings.enable_write_tools {
-        tools.extend([
-            notify::create_workflow_definition(),
-            notify::make_workflow_public_definition(),
-            notify::send_email_definition(),
-            notify::send_slack_definition(),
-            documents::create_notebook_definition(),
-            events::send_event_definition(),
-        ]);
+        tools.extend(
+            [
+                notify::create_workflow_definition(),
+                notify::make_workflow_public_definition(),
+                notify::send_email_definition(),
+                notify::send_slack_definition(),
+                documents::create_notebook_definition(),
+                events::send_event_definition(),
+            ]
+            .map(|t| t.in_group(ToolGroup::Write)),
+        );
     }
     Registry { tools }
 }

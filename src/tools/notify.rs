@@ -105,7 +105,6 @@ async fn run_send_email(ctx: ToolContext, params: EmailParams) -> Result<ToolOut
         Confirmation::Granted => {}
     }
     let response = ctx
-        .state
         .dynatrace
         .send_email(&to, &cc, &bcc, subject, &params.body, ctx.deadline)
         .await?;
@@ -197,7 +196,6 @@ async fn run_send_slack(ctx: ToolContext, params: SlackParams) -> Result<ToolOut
         Confirmation::Granted => {}
     }
     let result = ctx
-        .state
         .dynatrace
         .send_slack_message(&connection, channel, &params.message, ctx.deadline)
         .await?;
@@ -334,11 +332,7 @@ async fn run_create_workflow(
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }
-    let created = ctx
-        .state
-        .dynatrace
-        .create_workflow(body, ctx.deadline)
-        .await?;
+    let created = ctx.dynatrace.create_workflow(body, ctx.deadline).await?;
     let id = text_field(&created, "id").ok_or_else(|| {
         ToolError::Dynatrace(DynatraceError::Decode {
             context: "workflow".into(),
@@ -347,7 +341,7 @@ async fn run_create_workflow(
     })?;
     let link = format!(
         "{}/ui/apps/dynatrace.automations/workflows/{id}",
-        ctx.state.dynatrace.environment().base()
+        ctx.dynatrace.environment().base()
     );
     let mut text = format!(
         "Created workflow {id} \"{}\". Open it: {link}",
@@ -407,7 +401,6 @@ async fn run_make_public(ctx: ToolContext, params: PublicParams) -> Result<ToolO
         Confirmation::Granted => {}
     }
     let updated = ctx
-        .state
         .dynatrace
         .patch_workflow(id, body, ctx.deadline)
         .await
@@ -419,7 +412,7 @@ async fn run_make_public(ctx: ToolContext, params: PublicParams) -> Result<ToolO
         })?;
     let link = format!(
         "{}/ui/apps/dynatrace.automations/workflows/{id}",
-        ctx.state.dynatrace.environment().base()
+        ctx.dynatrace.environment().base()
     );
     Ok(
         ToolOutput::text(format!("Workflow {id} is now public. Open it: {link}"))

@@ -130,7 +130,7 @@ fn list_query(
 fn problem_link(ctx: &ToolContext, id: &str) -> String {
     format!(
         "{}/ui/apps/dynatrace.davis.problems/problem/{id}",
-        ctx.state.dynatrace.environment().base()
+        ctx.dynatrace.environment().base()
     )
 }
 

@@ -115,7 +115,7 @@ async fn run(ctx: ToolContext, params: Params) -> Result<ToolOutput, ToolError> 
     ));
     let result = run_statement(&ctx, dql, u64::from(max) + 1, 2_000_000).await?;
     let has_more = result.records.len() > max as usize;
-    let base = ctx.state.dynatrace.environment().base().to_string();
+    let base = ctx.dynatrace.environment().base().to_string();
     let vulnerabilities: Vec<Vulnerability> = result
         .records
         .iter()

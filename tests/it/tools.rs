@@ -21,9 +21,14 @@ async fn get_environment_info_reports_the_real_fields() {
         .sandbox
         .requests_to("/platform/management/v1/environment");
     assert_eq!(calls.len(), 1);
+    // Grail and the platform record who ran a call: the server and version, and the principal.
     assert_eq!(
         calls[0].client_context.as_deref(),
-        Some(concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION")))
+        Some(concat!(
+            "dynatrace-mcp/",
+            env!("CARGO_PKG_VERSION"),
+            " principal=anonymous source=anonymous"
+        ))
     );
     assert!(app.sandbox.unexpected().is_empty());
 }

@@ -1,0 +1,107 @@
+//! One audit line per tool call: who (principal, source, client, a fingerprint of a caller's own
+//! Dynatrace token), what (tool, the DQL sent to Grail), what it cost (Grail bytes scanned,
+//! result bytes), how it ended (outcome, latency) and which request it was.
+//!
+//! The line is a `tracing` event with target `audit`, so it lands in the same stream as the
+//! logs (JSON on Lambda and ECS, which CloudWatch Logs Insights can query field by field) and is
+//! kept at `info` whatever `MCP_LOG_LEVEL` says, unless `MCP_AUDIT_LOG=off`. Nothing secret goes
+//! in: tokens never, tool arguments only as the DQL text, which the caller wrote.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Principal;
+
+/// The longest DQL text kept in one audit line; longer text is cut and says so.
+const MAX_DQL_CHARS: usize = 4096;
+
+/// What a tool call did, collected while it runs (tools report through `ToolContext`).
+#[derive(Debug, Default)]
+pub struct CallRecord {
+    queries: Mutex<Vec<String>>,
+    scanned_bytes: AtomicU64,
+}
+
+impl CallRecord {
+    /// A DQL statement sent to Grail.
+    pub fn query(&self, statement: &str) {
+        self.queries
+            .lock()
+            .expect("call record lock")
+            .push(statement.to_string());
+    }
+
+    /// Bytes a finished query scanned.
+    pub fn scanned(&self, bytes: u64) {
+        self.scanned_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn scanned_bytes(&self) -> u64 {
+        self.scanned_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The statements, separated by a line `;;`, cut at [`MAX_DQL_CHARS`].
+    pub fn dql(&self) -> Option<String> {
+        let queries = self.queries.lock().expect("call record lock");
+        if queries.is_empty() {
+            return None;
+        }
+        let joined = queries.join("\n;;\n");
+        Some(cut(&joined, MAX_DQL_CHARS))
+    }
+}
+
+/// `text` cut to at most `max` characters, with a note of what was left out.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…[{} more bytes]", &text[..at], text.len() - at),
+    }
+}
+
+/// The parts of an audit line that are not in the [`CallRecord`].
+pub struct Entry<'a> {
+    pub principal: &'a Principal,
+    pub tool: &'a str,
+    pub outcome: &'a str,
+    pub result_bytes: usize,
+    pub latency_ms: u64,
+    pub request_id: Option<&'a str>,
+}
+
+pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
+    let p = entry.principal;
+    tracing::info!(
+        target: "audit",
+        principal = %p.subject,
+        client_id = p.client_id.as_deref(),
+        source = p.source.name(),
+        dt_token = p.dynatrace_token.as_ref().map(|t| t.fingerprint()),
+        tool = entry.tool,
+        dql = record.dql().as_deref(),
+        scanned_bytes = record.scanned_bytes(),
+        result_bytes = entry.result_bytes as u64,
+        outcome = entry.outcome,
+        latency_ms = entry.latency_ms,
+        request_id = entry.request_id,
+        "tool call"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dql_is_joined_and_cut() {
+        let record = CallRecord::default();
+        assert_eq!(record.dql(), None);
+        record.query("fetch logs");
+        record.query("fetch events");
+        assert_eq!(record.dql().unwrap(), "fetch logs\n;;\nfetch events");
+        let long = "x".repeat(5000);
+        let cut_text = cut(&long, 10);
+        assert_eq!(cut_text, "xxxxxxxxxx…[4990 more bytes]");
+        assert_eq!(cut("äöü", 2), "äö…[2 more bytes]");
+    }
+}
