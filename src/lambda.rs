@@ -92,6 +92,14 @@ fn gateway_claims(request: &Request) -> Option<GatewayClaims> {
     }
     Some(GatewayClaims {
         subject: claims.get("sub").cloned(),
+        name: [
+            "username",
+            "cognito:username",
+            "preferred_username",
+            "email",
+        ]
+        .iter()
+        .find_map(|k| claims.get(*k).cloned()),
         client_id: claims
             .get("client_id")
             .or_else(|| claims.get("azp"))

@@ -74,6 +74,7 @@ pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
     tracing::info!(
         target: "audit",
         principal = %p.subject,
+        name = p.name.as_deref(),
         client_id = p.client_id.as_deref(),
         source = p.source.name(),
         dt_token = p.dynatrace_token.as_ref().map(|t| t.fingerprint()),

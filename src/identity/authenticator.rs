@@ -23,6 +23,7 @@ use crate::dynatrace::HttpClient;
 #[derive(Debug, Clone, Default)]
 pub struct GatewayClaims {
     pub subject: Option<String>,
+    pub name: Option<String>,
     pub client_id: Option<String>,
     pub issuer: Option<String>,
     pub scopes: Vec<String>,
@@ -140,6 +141,7 @@ impl Authenticator {
                             .clone()
                             .or_else(|| claims.client().map(str::to_string))
                             .unwrap_or_else(|| "unknown".into()),
+                        name: claims.name().map(str::to_string),
                         client_id: claims.client().map(str::to_string),
                         issuer: self.settings.oauth.as_ref().map(|o| o.issuer.clone()),
                         source: Source::OAuth,
@@ -181,6 +183,7 @@ impl Authenticator {
                 .clone()
                 .or_else(|| claims.client_id.clone())
                 .unwrap_or_else(|| "unknown".into()),
+            name: claims.name.clone(),
             client_id: claims.client_id.clone(),
             issuer: claims.issuer.clone(),
             source: Source::Gateway,
@@ -319,6 +322,7 @@ mod tests {
     async fn gateway_claims_count_only_when_trusted() {
         let claims = GatewayClaims {
             subject: Some("alice".into()),
+            name: None,
             client_id: Some("app".into()),
             issuer: Some("https://idp".into()),
             scopes: vec!["dynatrace:read".into(), "openid".into()],

@@ -110,6 +110,14 @@ pub struct Claims {
     pub cognito_groups: Option<OneOrMany>,
     #[serde(default)]
     pub token_use: Option<String>,
+    /// Readable names, for audit lines: Cognito's `username`, the OIDC `preferred_username`,
+    /// `email`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// A claim that is a string or an array of strings (`aud`, Okta's `scp`).
@@ -140,6 +148,14 @@ impl Claims {
             .flatten()
             .flat_map(|claim| claim.values(true))
             .collect()
+    }
+
+    /// A readable name for the subject, when the token has one.
+    pub fn name(&self) -> Option<&str> {
+        self.username
+            .as_deref()
+            .or(self.preferred_username.as_deref())
+            .or(self.email.as_deref())
     }
 
     /// The OAuth client the token was issued to.

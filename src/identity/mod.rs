@@ -173,6 +173,8 @@ pub struct Principal {
     /// `sub` of an OAuth token, the configured name of the static token, `anonymous`, or the
     /// local user name over stdio.
     pub subject: String,
+    /// A readable name (`username`, `preferred_username`, `email`), for audit lines only.
+    pub name: Option<String>,
     /// The OAuth client (`client_id`, `azp` or `appid`), when the token names one.
     pub client_id: Option<String>,
     /// The issuer that vouched for `subject` (OAuth and gateway), so equal subjects of two
@@ -189,6 +191,7 @@ impl Principal {
     pub fn anonymous() -> Self {
         Self {
             subject: "anonymous".into(),
+            name: None,
             client_id: None,
             issuer: None,
             source: Source::Anonymous,

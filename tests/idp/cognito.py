@@ -13,7 +13,8 @@ What it does, against the moto server at --endpoint:
        service  confidential (has a secret), AllowedOAuthFlows=client_credentials,
                 AllowedOAuthScopes=dynatrace-mcp/{read,davis,write}
        public   no secret, ExplicitAuthFlows USER_PASSWORD_AUTH + REFRESH_TOKEN_AUTH
-     and users alice, bob (confirmed, permanent password) and carol (temporary password).
+     and users alice, bob (confirmed, permanent password) and carol (temporary password); alice is in
+     the groups `dynatrace-mcp/read` and `dynatrace-mcp/write` (her tokens carry `cognito:groups`).
   2. obtains tokens by every path moto 5.2.5 really implements over the wire:
        InitiateAuth USER_PASSWORD_AUTH          alice_*, bob_*      (public client)
        InitiateAuth REFRESH_TOKEN_AUTH          alice_refreshed_*   (public client)
@@ -234,6 +235,20 @@ def provision(endpoint: str, region: str) -> dict[str, Any]:
                 Permanent=True,
             )
         users[name] = {"username": name, "password": password, "sub": sub}
+
+    # --- groups -----------------------------------------------------------------------------------
+    # Tokens from InitiateAuth never carry custom scopes (in real Cognito either: those come only from
+    # the hosted UI's OAuth flows), but they do carry `cognito:groups`. alice is put in groups named
+    # like the resource server's read and write scopes, so moto's own tokens for her grant them.
+    for group in (f"{RESOURCE_SERVER}/read", f"{RESOURCE_SERVER}/write"):
+        call(f"CreateGroup({group})", idp.create_group, UserPoolId=pool_id, GroupName=group)
+        call(
+            f"AdminAddUserToGroup(alice, {group})",
+            idp.admin_add_user_to_group,
+            UserPoolId=pool_id,
+            Username="alice",
+            GroupName=group,
+        )
 
     tokens: dict[str, dict[str, Any]] = {}
 

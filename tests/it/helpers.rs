@@ -39,16 +39,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_on(listener, options).await
+}
+
+/// Serves on `listener`, already bound (so a test can tell an identity provider the server's URL
+/// first). `{addr}` in a setting's value becomes the listener's address.
+pub async fn spawn_on(listener: tokio::net::TcpListener, options: Options) -> TestApp {
     let sandbox = Sandbox::start(options.sandbox)
         .await
         .expect("sandbox starts");
+    let addr = listener.local_addr().unwrap();
     let mut source: Source = sandbox.settings_source();
     for (k, v) in options.env {
-        source.set(k, v);
+        source.set(k, v.replace("{addr}", &addr.to_string()));
     }
     let settings = Settings::from_source(&source, FrontDoor::Http).expect("valid settings");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let http_options =
         startup::http_options(&settings, FrontDoor::Http, Some(addr), shutdown.clone());
