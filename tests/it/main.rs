@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod davis;
 mod grail;
+mod identity;
 mod idp;
 mod lambda;
 mod oauth;
