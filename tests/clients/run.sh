@@ -11,10 +11,13 @@
 #   1. the official Python `mcp` client (tests/clients/python_client.py): both protocol eras, HTTP and stdio, auth;
 #   2. the MCP Inspector CLI: tools/list and tools/call over HTTP and stdio, tools/list with the auth header;
 #   3. the official conformance suite: `--requirements 2026-07-28` and the legacy-era (2025-11-25) transport
-#      scenarios, with the expected failures (missing test fixtures only) in tests/clients/conformance-baseline.yml.
+#      scenarios, with the expected failures (missing test fixtures only) in tests/clients/conformance-baseline.yml;
+#   4. OAuth: `BINARY serve` as an OAuth resource server of a real OpenID provider (oidc-provider, npm), and the
+#      Python `mcp` client's own OAuth support (tests/clients/oauth_client.py) finding the authorization server
+#      from the 401, registering, authorizing with PKCE and calling tools, in both protocol eras, with a step-up.
 # Everything it started is stopped on exit. Exits non-zero if any check failed.
 #
-# Needs (from .cache/tools/env.sh): PYTHON, INSPECTOR_CLI, CONFORMANCE; and curl.
+# Needs (from .cache/tools/env.sh): PYTHON, INSPECTOR_CLI, CONFORMANCE, NODE22; and curl.
 # Environment: KEEP_ARTIFACTS=1 keeps the work dir (logs, conformance results) even when all checks pass;
 #   CONFORMANCE_BASELINE=FILE uses another expected-failures file.
 set -euo pipefail
@@ -39,7 +42,7 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 BIN="$1"
 [ -x "$BIN" ] || die "$BIN is not an executable file (build it: cargo build --bin dynatrace-mcp)"
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-for v in PYTHON INSPECTOR_CLI CONFORMANCE; do
+for v in PYTHON INSPECTOR_CLI CONFORMANCE NODE22; do
   [ -n "${!v:-}" ] || die "\$$v is not set: install the tools and source their env first:
   scripts/test-tools.sh python node && source \"\${DTMCP_TOOLS_DIR:-.cache/tools}/env.sh\""
   [ -x "${!v}" ] || die "\$$v=${!v} is not executable (re-run scripts/test-tools.sh python node)"
@@ -293,6 +296,49 @@ PY
 scenario_group "$LEGACY_VERSION transport scenarios" "$LEGACY_VERSION" "${LEGACY_SCENARIOS[@]}"
 # 3c. Scenarios --requirements runs but does not score (pending), gated here because they apply.
 scenario_group "$MODERN_VERSION pending scenarios" "$MODERN_VERSION" "${MODERN_PENDING_SCENARIOS[@]}"
+
+# ---------------------------------------------------------------------------------------------- 4. OAuth
+section "OAuth: the Python mcp client discovers the authorization server (oidc-provider) by itself"
+OAUTH_PORT="$(free_port)"
+OAUTH_URL="http://127.0.0.1:$OAUTH_PORT/mcp"
+"$NODE22" "$HERE/../idp/oidc-provider.mjs" --port 0 --resource "$OAUTH_URL" >"$WORK/idp.out" 2>"$WORK/idp.err" &
+IDP_PID=$!; PIDS+=("$IDP_PID")
+idp_issuer() { head -n1 "$WORK/idp.out" 2>/dev/null | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["issuer"])' 2>/dev/null; }
+wait_for 30 idp_issuer >/dev/null || { cat "$WORK/idp.err" >&2; die "oidc-provider did not start"; }
+ISSUER="$(idp_issuer)"
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" "${SANDBOX_ENV[@]}" MCP_OAUTH_ISSUER="$ISSUER" MCP_PUBLIC_URL="$OAUTH_URL" \
+  DT_ENABLE_WRITE_TOOLS=1 DT_ENABLE_DAVIS_COPILOT=1 \
+  "$BIN" serve --port "$OAUTH_PORT" >"$WORK/serve-oauth.out" 2>"$WORK/serve-oauth.err" &
+OAUTH_PID=$!; PIDS+=("$OAUTH_PID")
+wait_for 20 healthy "http://127.0.0.1:$OAUTH_PORT" || { cat "$WORK/serve-oauth.err" >&2; die "the OAuth server is not healthy"; }
+echo "idp:     $ISSUER (pid $IDP_PID); serve: $OAUTH_URL with MCP_OAUTH_ISSUER (pid $OAUTH_PID)"
+# oauth_check NAME EXPECT -- CLIENT ARGS...: runs oauth_client.py; EXPECT is a Python expression over `r` (its summary).
+oauth_check() {
+  local name="$1" expect="$2"; shift 3
+  local out="$WORK/oauth-${name//[^a-z0-9]/-}" rc=0 detail
+  timeout -k 5 90 "$PYTHON" "$HERE/oauth_client.py" "$OAUTH_URL" "$@" >"$out.json" 2>"$out.err" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    record "oauth: $name" FAIL "exit $rc: $(tail -c 400 "$out.err" | tr '\n' ' ')"
+  elif ! detail="$("$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert eval(sys.argv[2]), sys.argv[2]; print(r["scopes_granted"])' "$out.json" "$expect" 2>&1)"; then
+    record "oauth: $name" FAIL "$(printf '%s' "$detail" | tail -n1)"
+  else
+    record "oauth: $name (granted: $detail)" PASS
+  fi
+}
+oauth_check "discovery from the 401, registration, PKCE, execute_dql (2026-07-28)" \
+  'r["http_trace"][0]["status"] == 401 and "resource_metadata=" in r["http_trace"][0]["www_authenticate"] and r["protected_resource_metadata"]["resource"] == r["mcp_url"] and len(r["tools"]) == 28 and not r["tool_call"]["is_error"] and r["tool_call"]["structured_content"]["returnedRecords"] == 2 and not r["step_up"]' \
+  -- --tool execute_dql --args '{"dqlStatement": "fetch logs | limit 2"}'
+oauth_check "the same in the initialize era (2025-11-25)" \
+  'r["protocol_version"] == "2025-11-25" and len(r["tools"]) == 28 and not r["tool_call"]["is_error"]' \
+  -- --mode legacy --tool get_environment_info
+oauth_check "a read-only token lists 17 tools and steps up (403 insufficient_scope) for send_email" \
+  'len(r["tools"]) == 17 and r["step_up"] and any(t["status"] == 403 and "insufficient_scope" in t.get("www_authenticate", "") for t in r["http_trace"]) and r["tool_call"]["structured_content"]["status"] == "confirmation_required"' \
+  -- --scope dynatrace:read --tool send_email --args '{"toRecipients": ["ops@example.com"], "subject": "s", "body": "b"}'
+if grep -q '"target":"audit"' "$WORK/serve-oauth.err" && grep '"target":"audit"' "$WORK/serve-oauth.err" | grep -q '"source":"oauth"'; then
+  record "oauth: the audit lines name the OAuth principal" PASS
+else
+  record "oauth: the audit lines name the OAuth principal" FAIL "no audit line with source oauth in $WORK/serve-oauth.err"
+fi
 
 # ------------------------------------------------------------------------------------------- summary
 section "summary ($((SECONDS - STARTED_AT)) s)"
