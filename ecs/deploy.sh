@@ -20,6 +20,9 @@
 #   SECRET_KEYS       JSON keys of the secret that ECS injects as variables (each must exist in the secret)
 #                     [DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN MCP_AUTH_TOKEN];
 #                     with a platform token: "DT_ENVIRONMENT DT_PLATFORM_TOKEN MCP_AUTH_TOKEN"
+#   SETTINGS          non-secret settings for the task's environment, NAME=value pairs separated by spaces, e.g.
+#                     "MCP_OAUTH_ISSUER=https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC
+#                      MCP_PUBLIC_URL=https://mcp.example.com/mcp DT_TOKEN_PASSTHROUGH=1" []
 #   Only when the service does not exist yet:
 #   SUBNETS, SECURITY_GROUPS   comma-separated ids (required then)
 #   ASSIGN_PUBLIC_IP  [DISABLED] (ENABLED only for public subnets without a NAT gateway)
@@ -59,14 +62,26 @@ EXECUTION_ROLE="${EXECUTION_ROLE:-dynatrace-mcp-execution}"
 TASK_ROLE="${TASK_ROLE:-dynatrace-mcp-task}"
 SECRET_ID="${SECRET_ID:-mcp/dynatrace}"
 SECRET_KEYS="${SECRET_KEYS:-DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN MCP_AUTH_TOKEN}"
+SETTINGS="${SETTINGS:-}"
 ASSIGN_PUBLIC_IP="${ASSIGN_PUBLIC_IP:-DISABLED}"
 MIN_TASKS="${MIN_TASKS:-1}" MAX_TASKS="${MAX_TASKS:-10}" CPU_TARGET="${CPU_TARGET:-70}"
 
 # Keys the server reads (README, "Configuration"); anything else is a typo that would stop the task at start-up.
-known=" DT_ENVIRONMENT DT_PLATFORM_TOKEN OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN DT_SSO_URL MCP_AUTH_TOKEN \
-MCP_ALLOWED_HOSTS MCP_ALLOWED_ORIGINS MCP_SIGNING_KEY MCP_LOG_LEVEL MCP_TOOL_TIMEOUT_SECONDS "
+known=" DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN DT_PLATFORM_TOKEN DT_SSO_URL DT_CA_BUNDLE \
+MCP_AUTH_TOKEN MCP_LOG_LEVEL MCP_ALLOWED_HOSTS MCP_ALLOWED_ORIGINS MCP_ALLOW_UNAUTHENTICATED \
+MCP_TOOL_TIMEOUT_SECONDS MCP_MAX_REQUEST_BYTES MCP_SIGNING_KEY MCP_RESULT_MAX_BYTES MCP_LOG_FORMAT \
+DT_ENABLE_WRITE_TOOLS DT_ENABLE_DAVIS_COPILOT DT_GRAIL_QUERY_BUDGET_GB DT_QUERY_SCAN_LIMIT_GB \
+SLACK_CONNECTION_ID MCP_CONFIRMATION_TTL_SECONDS MCP_AUTH_TOKEN_KEY MCP_AUTH_TOKEN_PRINCIPAL \
+MCP_AUTH_TOKEN_SCOPES MCP_OAUTH_ISSUER MCP_PUBLIC_URL MCP_OAUTH_AUDIENCE MCP_OAUTH_JWKS_URL \
+MCP_OAUTH_CLIENT_IDS MCP_OAUTH_SCOPE_READ MCP_OAUTH_SCOPE_DAVIS MCP_OAUTH_SCOPE_WRITE \
+MCP_TRUST_GATEWAY_AUTHORIZER DT_TOKEN_PASSTHROUGH MCP_RATE_LIMIT MCP_AUDIT_LOG "
 for k in $SECRET_KEYS; do
   case "$known" in *" $k "*) ;; *) die "SECRET_KEYS: '$k' is not a setting of dynatrace-mcp" ;; esac
+done
+for kv in $SETTINGS; do
+  case "$kv" in *=*) ;; *) die "SETTINGS: '$kv' is not NAME=value" ;; esac
+  case "$known" in *" ${kv%%=*} "*) ;; *) die "SETTINGS: '${kv%%=*}' is not a setting of dynatrace-mcp" ;; esac
+  case " $SECRET_KEYS " in *" ${kv%%=*} "*) die "SETTINGS: '${kv%%=*}' is also in SECRET_KEYS; set it in one place" ;; esac
 done
 case "$ASSIGN_PUBLIC_IP" in ENABLED|DISABLED) ;; *) die "ASSIGN_PUBLIC_IP must be ENABLED or DISABLED" ;; esac
 
@@ -90,7 +105,7 @@ render() {
   jq --arg AWS_ACCOUNT_ID "$AWS_ACCOUNT_ID" --arg AWS_REGION "$AWS_REGION" --arg IMAGE "$IMAGE" \
      --arg CLUSTER "$CLUSTER" --arg SERVICE "$SERVICE" --arg LOG_GROUP "$LOG_GROUP" \
      --arg EXECUTION_ROLE "$EXECUTION_ROLE" --arg TASK_ROLE "$TASK_ROLE" --arg SECRET_ARN "$SECRET_ARN" \
-     --arg SECRET_KEYS "$SECRET_KEYS" --arg ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" \
+     --arg SECRET_KEYS "$SECRET_KEYS" --arg SETTINGS "$SETTINGS" --arg ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" \
      --arg SUBNETS "${SUBNETS:-}" --arg SECURITY_GROUPS "${SECURITY_GROUPS:-}" \
      --arg TASK_DEFINITION_ARN "${TASK_DEFINITION_ARN:-}" --arg TARGET_GROUP_ARN "${TARGET_GROUP_ARN:-}" \
      --argjson MIN_TASKS "$MIN_TASKS" --argjson MAX_TASKS "$MAX_TASKS" --argjson CPU_TARGET "$CPU_TARGET" \
@@ -104,7 +119,9 @@ JQ
 
 render task-definition.json '
   (.containerDefinitions[0].secrets) = [($SECRET_KEYS | split(" ") | map(select(length > 0)))[]
-      | {name: ., valueFrom: "\($SECRET_ARN):\(.)::"}]'
+      | {name: ., valueFrom: "\($SECRET_ARN):\(.)::"}]
+  | (.containerDefinitions[0].environment) += [($SETTINGS | split(" ") | map(select(length > 0)))[]
+      | capture("^(?<name>[A-Z_]+)=(?<value>.*)$")]'
 render scalable-target.json '.MinCapacity = $MIN_TASKS | .MaxCapacity = $MAX_TASKS'
 render scaling-policy.json '.TargetTrackingScalingPolicyConfiguration.TargetValue = ($CPU_TARGET | tonumber)'
 TASK_DEFINITION_ARN="${TASK_DEFINITION_ARN:-arn:aws:ecs:$AWS_REGION:$AWS_ACCOUNT_ID:task-definition/dynatrace-mcp:1}"

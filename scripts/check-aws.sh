@@ -213,6 +213,8 @@ ecs_static() {
   SECRET_ARN=arn:aws:secretsmanager:$REGION:123456789012:secret:mcp/dynatrace-AbCdEf \
   SUBNETS=subnet-0123456789abcdef0,subnet-0fedcba9876543210 SECURITY_GROUPS=sg-0123456789abcdef0 \
   TARGET_GROUP_ARN=arn:aws:elasticloadbalancing:$REGION:123456789012:targetgroup/dynatrace-mcp/0123456789abcdef \
+  SETTINGS="MCP_OAUTH_ISSUER=https://cognito-idp.$REGION.amazonaws.com/${REGION}_AbCdEf123 \
+MCP_PUBLIC_URL=https://mcp.example.com/mcp DT_TOKEN_PASSTHROUGH=1 MCP_RATE_LIMIT=60/60s" \
     ecs/deploy.sh --render-only "$WORK/ecs-rendered"
   "$PYTHON" scripts/check-aws/validate_ecs.py . "$WORK/ecs-rendered" "$WORK/ecs-cfn.json"
   cfn-lint "$WORK/ecs-cfn.json"
