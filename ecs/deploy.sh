@@ -66,15 +66,10 @@ SETTINGS="${SETTINGS:-}"
 ASSIGN_PUBLIC_IP="${ASSIGN_PUBLIC_IP:-DISABLED}"
 MIN_TASKS="${MIN_TASKS:-1}" MAX_TASKS="${MAX_TASKS:-10}" CPU_TARGET="${CPU_TARGET:-70}"
 
-# Keys the server reads (README, "Configuration"); anything else is a typo that would stop the task at start-up.
-known=" DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN DT_PLATFORM_TOKEN DT_SSO_URL DT_CA_BUNDLE \
-MCP_AUTH_TOKEN MCP_LOG_LEVEL MCP_ALLOWED_HOSTS MCP_ALLOWED_ORIGINS MCP_ALLOW_UNAUTHENTICATED \
-MCP_TOOL_TIMEOUT_SECONDS MCP_MAX_REQUEST_BYTES MCP_SIGNING_KEY MCP_RESULT_MAX_BYTES MCP_LOG_FORMAT \
-DT_ENABLE_WRITE_TOOLS DT_ENABLE_DAVIS_COPILOT DT_GRAIL_QUERY_BUDGET_GB DT_QUERY_SCAN_LIMIT_GB \
-SLACK_CONNECTION_ID MCP_CONFIRMATION_TTL_SECONDS MCP_AUTH_TOKEN_KEY MCP_AUTH_TOKEN_PRINCIPAL \
-MCP_AUTH_TOKEN_SCOPES MCP_OAUTH_ISSUER MCP_PUBLIC_URL MCP_OAUTH_AUDIENCE MCP_OAUTH_JWKS_URL \
-MCP_OAUTH_CLIENT_IDS MCP_OAUTH_SCOPE_READ MCP_OAUTH_SCOPE_DAVIS MCP_OAUTH_SCOPE_WRITE \
-MCP_TRUST_GATEWAY_AUTHORIZER DT_TOKEN_PASSTHROUGH MCP_RATE_LIMIT MCP_AUDIT_LOG "
+# Keys the server reads (KNOWN_VARIABLES in src/config.rs, the README's "Configuration"); anything else is a typo
+# that would stop the task at start-up.
+known=" $(sed -n '/pub const KNOWN_VARIABLES/,/];/p' "$here/../src/config.rs" | grep -o '"[A-Z_]*"' | tr -d '"' | tr '\n' ' ')"
+[ "$known" != " " ] || die "cannot read the list of settings from src/config.rs (KNOWN_VARIABLES)"
 for k in $SECRET_KEYS; do
   case "$known" in *" $k "*) ;; *) die "SECRET_KEYS: '$k' is not a setting of dynatrace-mcp" ;; esac
 done
@@ -82,6 +77,10 @@ for kv in $SETTINGS; do
   case "$kv" in *=*) ;; *) die "SETTINGS: '$kv' is not NAME=value" ;; esac
   case "$known" in *" ${kv%%=*} "*) ;; *) die "SETTINGS: '${kv%%=*}' is not a setting of dynatrace-mcp" ;; esac
   case " $SECRET_KEYS " in *" ${kv%%=*} "*) die "SETTINGS: '${kv%%=*}' is also in SECRET_KEYS; set it in one place" ;; esac
+  case "${kv%%=*}" in
+    MCP_AUTH_TOKEN|MCP_SIGNING_KEY|DT_PLATFORM_TOKEN|OAUTH_CLIENT_SECRET)
+      die "SETTINGS: '${kv%%=*}' is a secret: keep it in the secret and name it in SECRET_KEYS" ;;
+  esac
 done
 case "$ASSIGN_PUBLIC_IP" in ENABLED|DISABLED) ;; *) die "ASSIGN_PUBLIC_IP must be ENABLED or DISABLED" ;; esac
 
@@ -120,8 +119,9 @@ JQ
 render task-definition.json '
   (.containerDefinitions[0].secrets) = [($SECRET_KEYS | split(" ") | map(select(length > 0)))[]
       | {name: ., valueFrom: "\($SECRET_ARN):\(.)::"}]
-  | (.containerDefinitions[0].environment) += [($SETTINGS | split(" ") | map(select(length > 0)))[]
-      | capture("^(?<name>[A-Z_]+)=(?<value>.*)$")]'
+  | [($SETTINGS | split(" ") | map(select(length > 0)))[] | capture("^(?<name>[A-Z_]+)=(?<value>.*)$")] as $settings
+  | (.containerDefinitions[0].environment) |= (map(select(.name as $n | $settings | map(.name) | index($n) | not))
+      + $settings)'
 render scalable-target.json '.MinCapacity = $MIN_TASKS | .MaxCapacity = $MAX_TASKS'
 render scaling-policy.json '.TargetTrackingScalingPolicyConfiguration.TargetValue = ($CPU_TARGET | tonumber)'
 TASK_DEFINITION_ARN="${TASK_DEFINITION_ARN:-arn:aws:ecs:$AWS_REGION:$AWS_ACCOUNT_ID:task-definition/dynatrace-mcp:1}"

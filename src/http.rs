@@ -28,6 +28,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::deadline::{Deadline, RequestDeadline};
+use crate::identity::audit::RequestId;
 use crate::identity::authenticator::GatewayClaims;
 use crate::identity::{Principal, Rejection, Source, metadata};
 use crate::mcp::McpServer;
@@ -46,11 +47,6 @@ pub struct HttpOptions {
     /// Cancelled on shutdown: in-flight requests finish, new ones are refused.
     pub shutdown: CancellationToken,
 }
-
-/// An id for one request, for the audit line and the `x-request-id` answer header: the Lambda
-/// invocation's request id, else a caller's or load balancer's `x-request-id`, else a new one.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Builds the Router shared by `serve`, `demo`, Lambda, the tests and the benchmark.
 pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
@@ -153,19 +149,18 @@ async fn attach_deadline(
         None => configured,
     };
     request.extensions_mut().insert(RequestDeadline(deadline));
-    let id = match request.extensions().get::<RequestId>() {
-        Some(id) => id.clone(),
-        None => RequestId(
-            request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| {
-                    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
-                })
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>())),
-        ),
+    let client = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string);
+    let id = RequestId {
+        id: match request.extensions().get::<RequestId>() {
+            Some(lambda) => lambda.id.clone(),
+            None => format!("{:016x}", rand::random::<u64>()),
+        },
+        client,
     };
     request.extensions_mut().insert(id.clone());
     let grace = Duration::from_secs(2);
@@ -181,7 +176,7 @@ async fn attach_deadline(
                 )
             }
         };
-    if let Ok(value) = HeaderValue::from_str(&id.0) {
+    if let Ok(value) = HeaderValue::from_str(&id.id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response

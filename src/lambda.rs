@@ -21,7 +21,7 @@ use lambda_http::{Request, RequestExt};
 use tower::ServiceExt;
 
 use crate::deadline::{Deadline, RequestDeadline};
-use crate::http::RequestId;
+use crate::identity::audit::RequestId;
 use crate::identity::authenticator::GatewayClaims;
 
 /// Kept back from the invocation deadline for serialising and returning the answer.
@@ -45,7 +45,10 @@ pub fn prepare(mut request: Request) -> Request {
     if let Some(context) = request.lambda_context_ref() {
         let remaining = remaining_time(context.deadline, now_ms());
         let deadline = Deadline::after(remaining.saturating_sub(DEADLINE_MARGIN));
-        let id = RequestId(context.request_id.clone());
+        let id = RequestId {
+            id: context.request_id.clone(),
+            client: None,
+        };
         request.extensions_mut().insert(RequestDeadline(deadline));
         request.extensions_mut().insert(id);
     }
@@ -78,7 +81,7 @@ fn gateway_claims(request: &Request) -> Option<GatewayClaims> {
             _ => return None,
         };
     let mut all_scopes = scopes;
-    for key in ["scope", "scp", "cognito:groups"] {
+    for key in ["scope", "scp", "roles", "cognito:groups"] {
         if let Some(value) = claims.get(key) {
             // HTTP APIs render array claims as `[a b]`.
             let value = value.trim_start_matches('[').trim_end_matches(']');
@@ -90,7 +93,12 @@ fn gateway_claims(request: &Request) -> Option<GatewayClaims> {
             );
         }
     }
+    let id_token = claims.get("token_use").is_some_and(|u| u == "id")
+        || ["nonce", "at_hash", "c_hash"]
+            .iter()
+            .any(|k| claims.contains_key(*k));
     Some(GatewayClaims {
+        id_token,
         subject: claims.get("sub").cloned(),
         name: [
             "username",
@@ -100,10 +108,9 @@ fn gateway_claims(request: &Request) -> Option<GatewayClaims> {
         ]
         .iter()
         .find_map(|k| claims.get(*k).cloned()),
-        client_id: claims
-            .get("client_id")
-            .or_else(|| claims.get("azp"))
-            .cloned(),
+        client_id: ["client_id", "azp", "appid"]
+            .iter()
+            .find_map(|k| claims.get(*k).cloned()),
         issuer: claims.get("iss").cloned(),
         scopes: all_scopes,
     })

@@ -10,7 +10,7 @@ use crate::startup::AppState;
 
 /// Serves MCP on stdin/stdout until the client closes stdin.
 pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
-    let server = McpServer::new(state);
+    let server = McpServer::for_stdio(state);
     let running = server
         .serve(rmcp::transport::stdio())
         .await

@@ -13,6 +13,7 @@
 usage: python validate_ecs.py REPO_DIR RENDERED_DIR OUT_CFN_JSON
 """
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,12 +28,17 @@ INPUTS = {
     "scalable-target.json": ("application-autoscaling", "RegisterScalableTarget"),
     "scaling-policy.json": ("application-autoscaling", "PutScalingPolicy"),
 }
-KNOWN_SETTINGS = {
-    "DT_ENVIRONMENT", "DT_PLATFORM_TOKEN", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "DT_ACCOUNT_URN",
-    "DT_SSO_URL", "MCP_AUTH_TOKEN", "MCP_ALLOWED_HOSTS", "MCP_ALLOWED_ORIGINS", "MCP_SIGNING_KEY",
-    "MCP_LOG_LEVEL", "MCP_LOG_FORMAT", "MCP_TOOL_TIMEOUT_SECONDS", "MCP_MAX_REQUEST_BYTES",
-    "MCP_RESULT_MAX_BYTES", "MCP_ALLOW_UNAUTHENTICATED", "DT_CA_BUNDLE", "DT_SECRET_ID", "MCP_SECRET_ID",
-}
+def known_settings():
+    """The variables the server reads: `KNOWN_VARIABLES` in src/config.rs (one list for the server, this check
+    and ecs/deploy.sh), plus the secret id variables, which are read before it."""
+    config = open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "config.rs"), encoding="utf-8").read()
+    block = re.search(r"pub const KNOWN_VARIABLES: &\[&str\] = &\[(.*?)\];", config, re.S)
+    if not block:
+        sys.exit("validate_ecs: cannot find KNOWN_VARIABLES in src/config.rs")
+    return set(re.findall(r'"([A-Z_]+)"', block.group(1))) | {"DT_SECRET_ID", "MCP_SECRET_ID"}
+
+
+KNOWN_SETTINGS = known_settings()
 # Keys of a JSON object whose own keys are data, not API members (kept as they are in the CloudFormation form).
 FREE_FORM = {"options", "dockerLabels", "driverOpts", "labels", "systemControls"}
 

@@ -12,6 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Principal;
 
+/// An id for one request, for the audit line and the `x-request-id` answer header: the Lambda
+/// invocation's request id, else a new one. A caller's own `x-request-id` is kept beside it
+/// (`client`), never in its place: the audit trail's ids are the server's.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    pub id: String,
+    pub client: Option<String>,
+}
+
 /// The longest DQL text kept in one audit line; longer text is cut and says so.
 const MAX_DQL_CHARS: usize = 4096;
 
@@ -66,7 +75,7 @@ pub struct Entry<'a> {
     pub outcome: &'a str,
     pub result_bytes: usize,
     pub latency_ms: u64,
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<&'a RequestId>,
 }
 
 pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
@@ -84,7 +93,8 @@ pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
         result_bytes = entry.result_bytes as u64,
         outcome = entry.outcome,
         latency_ms = entry.latency_ms,
-        request_id = entry.request_id,
+        request_id = entry.request_id.map(|r| r.id.as_str()),
+        client_request_id = entry.request_id.and_then(|r| r.client.as_deref()),
         "tool call"
     );
 }

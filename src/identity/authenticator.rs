@@ -22,6 +22,9 @@ use crate::dynatrace::HttpClient;
 /// `crate::lambda`, never from an HTTP header).
 #[derive(Debug, Clone, Default)]
 pub struct GatewayClaims {
+    /// The verified token was an ID token (`token_use: id`, or `nonce`/`at_hash`/`c_hash`):
+    /// API Gateway's JWT authorizer does not tell them apart from access tokens.
+    pub id_token: bool,
     pub subject: Option<String>,
     pub name: Option<String>,
     pub client_id: Option<String>,
@@ -124,6 +127,14 @@ impl Authenticator {
                 bool::from(digest.ct_eq(expected))
             })
         {
+            if self
+                .settings
+                .static_groups
+                .intersect(self.enabled)
+                .is_empty()
+            {
+                return Err(Rejection::NoScope);
+            }
             return Ok(Principal {
                 subject: self.settings.static_subject.clone(),
                 source: Source::StaticToken,
@@ -135,12 +146,19 @@ impl Authenticator {
             return match verifier.verify(token).await {
                 Ok(claims) => {
                     let groups = self.settings.scope_names.groups(claims.scopes());
+                    // A token without `sub` (some client-credential tokens) is its client; one
+                    // with neither names nobody and is refused.
+                    let Some(subject) = claims
+                        .sub
+                        .clone()
+                        .or_else(|| claims.client().map(|c| format!("client:{c}")))
+                    else {
+                        return Err(Rejection::Unauthenticated(Some(TokenError::MissingClaim(
+                            "sub",
+                        ))));
+                    };
                     let principal = Principal {
-                        subject: claims
-                            .sub
-                            .clone()
-                            .or_else(|| claims.client().map(str::to_string))
-                            .unwrap_or_else(|| "unknown".into()),
+                        subject,
                         name: claims.name().map(str::to_string),
                         client_id: claims.client().map(str::to_string),
                         issuer: self.settings.oauth.as_ref().map(|o| o.issuer.clone()),
@@ -173,16 +191,24 @@ impl Authenticator {
     }
 
     fn gateway_principal(&self, claims: &GatewayClaims) -> Result<Principal, Rejection> {
+        if claims.id_token {
+            return Err(Rejection::Unauthenticated(Some(TokenError::IdToken)));
+        }
+        let Some(subject) = claims
+            .subject
+            .clone()
+            .or_else(|| claims.client_id.as_ref().map(|c| format!("client:{c}")))
+        else {
+            return Err(Rejection::Unauthenticated(Some(TokenError::MissingClaim(
+                "sub",
+            ))));
+        };
         let groups = self
             .settings
             .scope_names
             .groups(claims.scopes.iter().map(String::as_str));
         let principal = Principal {
-            subject: claims
-                .subject
-                .clone()
-                .or_else(|| claims.client_id.clone())
-                .unwrap_or_else(|| "unknown".into()),
+            subject,
             name: claims.name.clone(),
             client_id: claims.client_id.clone(),
             issuer: claims.issuer.clone(),
@@ -321,6 +347,7 @@ mod tests {
     #[tokio::test]
     async fn gateway_claims_count_only_when_trusted() {
         let claims = GatewayClaims {
+            id_token: false,
             subject: Some("alice".into()),
             name: None,
             client_id: Some("app".into()),
@@ -350,6 +377,17 @@ mod tests {
                 .await
                 .unwrap_err(),
             Rejection::NoScope
+        );
+        let id = GatewayClaims {
+            id_token: true,
+            ..claims.clone()
+        };
+        assert_eq!(
+            trusted
+                .identify(&HeaderMap::new(), Some(&id))
+                .await
+                .unwrap_err(),
+            Rejection::Unauthenticated(Some(TokenError::IdToken))
         );
         // Not trusted: the claims are ignored and the static token is required.
         let untrusted = auth(IdentitySettings::default(), Some(TOKEN));

@@ -39,6 +39,8 @@ pub const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Key-set fetches allowed per [`REFRESH_WINDOW`] (the first fetch and unknown-`kid` refreshes).
 pub const REFRESH_BURST: usize = 3;
 pub const REFRESH_WINDOW: Duration = Duration::from_secs(60);
+/// While the IdP cannot be reached, a cached key set is used for at most this long.
+pub const STALE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// Time allowed for one discovery or JWKS request.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest key set or metadata document read.
@@ -110,6 +112,14 @@ pub struct Claims {
     pub cognito_groups: Option<OneOrMany>,
     #[serde(default)]
     pub token_use: Option<String>,
+    /// Claims only ID tokens carry (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11): an access token
+    /// never has them.
+    #[serde(default)]
+    pub nonce: Option<serde_json::Value>,
+    #[serde(default)]
+    pub at_hash: Option<serde_json::Value>,
+    #[serde(default)]
+    pub c_hash: Option<serde_json::Value>,
     /// Readable names, for audit lines: Cognito's `username`, the OIDC `preferred_username`,
     /// `email`.
     #[serde(default)]
@@ -174,12 +184,18 @@ struct KeySet {
     fetched: Instant,
 }
 
+#[derive(Default)]
+struct FetchState {
+    recent: Vec<Instant>,
+    last_error: Option<TokenError>,
+}
+
 pub struct JwtVerifier {
     settings: OAuthSettings,
     http: Arc<HttpClient>,
     keys: RwLock<Option<Arc<KeySet>>>,
-    /// Held while fetching; remembers when the recent fetches were attempted.
-    fetch: Mutex<Vec<Instant>>,
+    /// Held while fetching: when the recent fetches were attempted, and how the last one failed.
+    fetch: Mutex<FetchState>,
     jwks_url: RwLock<Option<Url>>,
     refresh_window: Duration,
     fetches: std::sync::atomic::AtomicU64,
@@ -192,7 +208,7 @@ impl JwtVerifier {
             settings,
             http,
             keys: RwLock::new(None),
-            fetch: Mutex::new(Vec::new()),
+            fetch: Mutex::new(FetchState::default()),
             refresh_window: REFRESH_WINDOW,
             fetches: Default::default(),
         }
@@ -249,7 +265,11 @@ impl JwtVerifier {
     }
 
     fn check_audience(&self, claims: &Claims) -> Result<(), TokenError> {
-        if claims.token_use.as_deref() == Some("id") {
+        if claims.token_use.as_deref() == Some("id")
+            || claims.nonce.is_some()
+            || claims.at_hash.is_some()
+            || claims.c_hash.is_some()
+        {
             return Err(TokenError::IdToken);
         }
         let expected = || self.settings.audiences.join(" or ");
@@ -306,27 +326,40 @@ impl JwtVerifier {
 
     /// Fetches the key set, unless the refresh budget is spent: at most [`REFRESH_BURST`] fetches
     /// per [`REFRESH_WINDOW`], one at a time. When the budget is spent the cached set (possibly
-    /// stale) is used, so a flood of tokens with made-up `kid`s costs the IdP a handful of fetches.
+    /// stale) is used, or, with none, the last failure is returned at once: a flood of tokens with
+    /// made-up `kid`s, or an unreachable IdP, costs the IdP a handful of fetches and the callers no
+    /// waiting. A set older than [`STALE_LIMIT`] is not used when the IdP cannot be reached.
     async fn refresh(&self) -> Result<Arc<KeySet>, TokenError> {
-        let mut recent = self.fetch.lock().await;
-        let cached = self.keys.read().await.clone();
-        recent.retain(|at| at.elapsed() < self.refresh_window);
-        if recent.len() >= REFRESH_BURST
-            && let Some(set) = &cached
-        {
-            return Ok(set.clone());
+        let mut fetch = self.fetch.lock().await;
+        let cached = self
+            .keys
+            .read()
+            .await
+            .clone()
+            .filter(|set| set.fetched.elapsed() < STALE_LIMIT);
+        fetch.recent.retain(|at| at.elapsed() < self.refresh_window);
+        if fetch.recent.len() >= REFRESH_BURST {
+            return match (&cached, &fetch.last_error) {
+                (Some(set), _) => Ok(set.clone()),
+                (None, Some(e)) => Err(e.clone()),
+                (None, None) => Err(TokenError::KeysUnavailable(
+                    "too many key set fetches; try again in a minute".into(),
+                )),
+            };
         }
-        recent.push(Instant::now());
+        fetch.recent.push(Instant::now());
         match self.fetch_keys().await {
             Ok(set) => {
+                fetch.last_error = None;
                 let set = Arc::new(set);
                 *self.keys.write().await = Some(set.clone());
                 Ok(set)
             }
             Err(e) => {
-                tracing::warn!(error = %e, issuer = %self.settings.issuer, "could not fetch the OAuth issuer's keys");
+                tracing::error!(error = %e, issuer = %self.settings.issuer, "could not fetch the OAuth issuer's keys");
+                fetch.last_error = Some(e.clone());
                 match cached {
-                    // A stale set still verifies tokens signed with known keys.
+                    // A stale set still verifies tokens signed with known keys, for a while.
                     Some(set) => Ok(set),
                     None => Err(e),
                 }
@@ -708,6 +741,16 @@ mod tests {
             v.verify(&sign(Some("a"), KEY_A_DER, c)).await,
             Err(TokenError::IdToken)
         );
+        // Other providers' ID tokens have no token_use, but claims an access token never has.
+        for marker in ["nonce", "at_hash", "c_hash"] {
+            let mut c = claims();
+            c[marker] = json!("x");
+            assert_eq!(
+                v.verify(&sign(Some("a"), KEY_A_DER, c)).await,
+                Err(TokenError::IdToken),
+                "{marker}"
+            );
+        }
         // Without MCP_OAUTH_CLIENT_IDS a token without aud is never accepted.
         let (_idp, strict) = setup().await;
         let mut c = claims();
@@ -828,12 +871,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_idp_is_not_the_callers_fault() {
-        let v = verifier(ISSUER, Some("http://127.0.0.1:9/jwks".into()), &[]);
-        assert!(matches!(
-            v.verify(&sign(Some("a"), KEY_A_DER, claims())).await,
-            Err(TokenError::KeysUnavailable(_))
-        ));
+    async fn an_unreachable_idp_is_not_the_callers_fault_and_is_not_hammered() {
+        let jwks = Arc::new(AtomicUsize::new(0));
+        // A server that counts fetches and always fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let counter = jwks.clone();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let v = verifier(ISSUER, Some(url), &[]);
+        for _ in 0..20 {
+            assert!(matches!(
+                v.verify(&sign(Some("a"), KEY_A_DER, claims())).await,
+                Err(TokenError::KeysUnavailable(_))
+            ));
+        }
+        assert_eq!(jwks.load(Ordering::SeqCst), REFRESH_BURST);
     }
 
     #[tokio::test]

@@ -200,6 +200,16 @@ impl Principal {
         }
     }
 
+    /// A request no front door identified: no tool group (the HTTP front door always identifies;
+    /// this only guards against a path that forgot to).
+    pub fn unidentified() -> Self {
+        Self {
+            subject: "unidentified".into(),
+            groups: Groups::NONE,
+            ..Self::anonymous()
+        }
+    }
+
     /// The local user of a stdio server (one person's own machine): every group.
     pub fn stdio() -> Self {
         let user = std::env::var("USER")
@@ -216,15 +226,35 @@ impl Principal {
     /// subject) and, when it sent one, its own Dynatrace token. Two callers sharing a static token
     /// but sending different Dynatrace tokens are two bindings. A hash: no secret inside.
     pub fn binding(&self) -> String {
+        self.key(true)
+    }
+
+    /// What a rate limit counts against: the principal. A caller's own Dynatrace token is part of
+    /// it only for anonymous callers (no other identity), so an authenticated caller cannot get a
+    /// fresh allowance by sending another token.
+    pub fn rate_key(&self) -> String {
+        self.key(self.source == Source::Anonymous)
+    }
+
+    fn key(&self, with_token: bool) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(self.source.name().as_bytes());
-        hasher.update(b"\n");
-        hasher.update(self.issuer.as_deref().unwrap_or("").as_bytes());
-        hasher.update(b"\n");
-        hasher.update(self.subject.as_bytes());
-        hasher.update(b"\n");
-        if let Some(token) = &self.dynatrace_token {
-            hasher.update(token.secret().expose_secret().as_bytes());
+        let token = self
+            .dynatrace_token
+            .as_ref()
+            .filter(|_| with_token)
+            .map(|t| t.secret().expose_secret().as_bytes());
+        // Length-prefixed, so no choice of subject or issuer can collide with another split.
+        for part in [
+            Some(self.source.name().as_bytes()),
+            Some(self.issuer.as_deref().unwrap_or("").as_bytes()),
+            Some(self.subject.as_bytes()),
+            token,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
         }
         hex(&hasher.finalize()[..12])
     }
@@ -274,6 +304,7 @@ mod tests {
         let a = Principal::anonymous();
         let mut b = a.clone();
         b.subject = "alice".into();
+        b.source = Source::OAuth;
         assert_ne!(a.binding(), b.binding());
         let mut c = b.clone();
         c.dynatrace_token = Some(CallerToken::new(SecretString::from("dt0s16.A.x")));
@@ -282,6 +313,13 @@ mod tests {
         assert_ne!(c.binding(), d.binding());
         assert_ne!(b.binding(), c.binding());
         assert!(!c.binding().contains("dt0s16"));
+        // Rate limits count the principal, whatever token it sends; anonymous callers by token.
+        assert_eq!(c.rate_key(), d.rate_key());
+        let mut e = a.clone();
+        e.dynatrace_token = c.dynatrace_token.clone();
+        let mut f = a.clone();
+        f.dynatrace_token = d.dynatrace_token.clone();
+        assert_ne!(e.rate_key(), f.rate_key());
     }
 
     #[test]

@@ -45,7 +45,8 @@ impl RateLimiter {
     pub fn take(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let mut state = self.state.lock().expect("rate limiter lock");
-        if now.duration_since(state.last_prune) > self.limit.period {
+        // Entries whose schedule has passed hold nothing: drop them every minute (or period).
+        if now.duration_since(state.last_prune) > self.limit.period.min(Duration::from_secs(60)) {
             state.tat.retain(|_, tat| *tat > now);
             state.last_prune = now;
         }

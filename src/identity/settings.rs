@@ -381,11 +381,12 @@ fn parse_rate_limit(raw: &str) -> Result<RateLimit, String> {
         amount.parse().map_err(|_| expected.to_string())?
     };
     let seconds = match unit {
-        "s" => amount,
-        "m" => amount * 60,
-        "h" => amount * 3600,
+        "s" => Some(amount),
+        "m" => amount.checked_mul(60),
+        "h" => amount.checked_mul(3600),
         _ => return Err(format!("{expected}; the unit must be s, m or h")),
-    };
+    }
+    .unwrap_or(u64::MAX);
     if seconds == 0 || seconds > 86_400 {
         return Err(format!(
             "{expected}; the period must be between 1 s and 24 h"
@@ -564,7 +565,16 @@ mod tests {
             Duration::from_secs(120)
         );
         assert_eq!(parse_rate_limit("1000/1h").unwrap().calls, 1000);
-        for bad in ["60", "0/60s", "x/60s", "60/60", "60/60d", "60/0s", "60/48h"] {
+        for bad in [
+            "60",
+            "0/60s",
+            "x/60s",
+            "60/60",
+            "60/60d",
+            "60/0s",
+            "60/48h",
+            "1/99999999999999999h",
+        ] {
             assert!(parse_rate_limit(bad).is_err(), "{bad}");
         }
     }

@@ -42,12 +42,23 @@ pub struct McpServer {
     state: Arc<AppState>,
     /// `tools/list` entries, with the group each belongs to.
     published: Arc<Vec<(ToolGroup, Tool)>>,
-    /// Who calls when a request carries no principal: the local user over stdio.
+    /// Who calls when a request carries no principal: the local user over stdio; nobody (no
+    /// tool group) over HTTP, where the front door always attaches one.
     local: Arc<Principal>,
 }
 
 impl McpServer {
+    /// The handler of the HTTP front door.
     pub fn new(state: Arc<AppState>) -> Self {
+        Self::with_local(state, Principal::unidentified())
+    }
+
+    /// The handler of the stdio front door: the caller is the local user.
+    pub fn for_stdio(state: Arc<AppState>) -> Self {
+        Self::with_local(state, Principal::stdio())
+    }
+
+    fn with_local(state: Arc<AppState>, local: Principal) -> Self {
         let published = Arc::new(
             state
                 .tools
@@ -58,7 +69,7 @@ impl McpServer {
         Self {
             state,
             published,
-            local: Arc::new(Principal::stdio()),
+            local: Arc::new(local),
         }
     }
 
@@ -209,7 +220,7 @@ impl ServerHandler for McpServer {
                     outcome,
                     result_bytes: result_bytes(&result),
                     latency_ms: started.elapsed().as_millis() as u64,
-                    request_id: request_id(&context).as_deref(),
+                    request_id: request_id(&context).as_ref(),
                 },
                 &ctx.record,
             );
@@ -231,7 +242,7 @@ impl McpServer {
             )));
         }
         if let Some(limiter) = &self.state.rate_limiter
-            && let Err(wait) = limiter.take(&principal.binding())
+            && let Err(wait) = limiter.take(&principal.rate_key())
         {
             let limit = limiter.limit();
             return Err(ToolError::Refused(format!(
@@ -270,12 +281,12 @@ fn result_bytes(result: &CallToolResult) -> usize {
 }
 
 /// The request id the HTTP front door attached, if any.
-fn request_id(context: &RequestContext<RoleServer>) -> Option<String> {
+fn request_id(context: &RequestContext<RoleServer>) -> Option<crate::identity::audit::RequestId> {
     context
         .extensions
         .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<crate::http::RequestId>())
-        .map(|id| id.0.clone())
+        .and_then(|parts| parts.extensions.get::<crate::identity::audit::RequestId>())
+        .cloned()
 }
 
 /// The deadline a front door attached to the HTTP request, if any.

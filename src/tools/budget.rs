@@ -136,6 +136,15 @@ pub fn reset_definition() -> ToolDef {
             open_world: false,
         },
         |ctx: ToolContext, _params: Params| async move {
+            // The count is shared by every caller of this instance: resetting it lifts the cost
+            // cap for everyone, so it takes a caller who may change things.
+            if !ctx.principal.groups.contains(crate::identity::ToolGroup::Write) {
+                return Err(ToolError::Refused(format!(
+                    "nothing was reset: the Grail budget is shared by every caller of this server, and resetting it \
+                     needs the write scope ({}), which your credential does not carry; ask the operator",
+                    ctx.state.settings.identity.scope_names.write
+                )));
+            }
             let before = status(&ctx);
             ctx.dynatrace.grail_usage().reset();
             tracing::info!(scanned_bytes = before.scanned_bytes, "Grail budget reset by a tool call");

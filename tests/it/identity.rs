@@ -324,7 +324,31 @@ async fn the_static_tokens_scopes_decide_its_tool_set() {
 }
 
 #[tokio::test]
+async fn a_static_token_whose_groups_are_all_switched_off_gets_403() {
+    let app = spawn_with(Options {
+        env: vec![
+            ("MCP_AUTH_TOKEN", AUTH_TOKEN.into()),
+            ("MCP_AUTH_TOKEN_SCOPES", "write".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let reply = app
+        .send(
+            app.post(
+                "/mcp",
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            )
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("x-mcp-auth-token", AUTH_TOKEN),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+}
+
+#[tokio::test]
 async fn the_rate_limit_is_per_caller_and_says_when_to_retry() {
+    // One principal (the static token): another Dynatrace token does not buy a fresh allowance.
     let app = passthrough_app("1", vec![("MCP_RATE_LIMIT", "3/60s".into())]).await;
     for _ in 0..3 {
         let reply = call_as(&app, Some(ALICE_DT), "get_grail_budget", json!({})).await;
@@ -337,9 +361,12 @@ async fn the_rate_limit_is_per_caller_and_says_when_to_retry() {
         text.contains("at most 3 tool calls per 60 s") && text.contains("retry in 20 s"),
         "{text}"
     );
-    // Another caller has its own allowance.
     let reply = call_as(&app, Some(BOB_DT), "get_grail_budget", json!({})).await;
-    assert!(!is_error(result(&reply)));
+    assert!(
+        is_error(result(&reply)),
+        "same principal, other token: {}",
+        reply.text
+    );
     // tools/list is not a tool call.
     let reply = app
         .send(
@@ -348,11 +375,31 @@ async fn the_rate_limit_is_per_caller_and_says_when_to_retry() {
                 &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
             )
             .header("mcp-protocol-version", "2025-11-25")
-            .header("x-mcp-auth-token", AUTH_TOKEN)
-            .header("x-dynatrace-token", ALICE_DT),
+            .header("x-mcp-auth-token", AUTH_TOKEN),
         )
         .await;
     assert_eq!(reply.status, 200);
+
+    // Anonymous callers (no other identity) are told apart by their own token.
+    let app = spawn_with(Options {
+        sandbox: two_user_tenant(),
+        env: vec![
+            ("DT_TOKEN_PASSTHROUGH", "1".into()),
+            ("MCP_RATE_LIMIT", "3/60s".into()),
+        ],
+    })
+    .await;
+    for _ in 0..3 {
+        assert!(!is_error(result(
+            &call_as(&app, Some(ALICE_DT), "get_grail_budget", json!({})).await
+        )));
+    }
+    assert!(is_error(result(
+        &call_as(&app, Some(ALICE_DT), "get_grail_budget", json!({})).await
+    )));
+    assert!(!is_error(result(
+        &call_as(&app, Some(BOB_DT), "get_grail_budget", json!({})).await
+    )));
 }
 
 /// An HTTP API event whose JWT authorizer verified a token with `scope`.
@@ -532,7 +579,12 @@ async fn audit_lines_name_the_caller_and_the_cost_and_hold_no_secret() {
     assert_eq!(first["tool"], "execute_dql");
     assert_eq!(first["dql"], "fetch logs | limit 2");
     assert_eq!(first["outcome"], "ok");
-    assert_eq!(first["request_id"], "req-audit-1");
+    assert_eq!(first["client_request_id"], "req-audit-1");
+    assert_eq!(
+        first["request_id"].as_str().unwrap().len(),
+        16,
+        "the server's own id"
+    );
     assert!(first["scanned_bytes"].as_u64().unwrap() > 0, "{first}");
     assert!(first["result_bytes"].as_u64().unwrap() > 100, "{first}");
     assert!(first["latency_ms"].is_u64());
