@@ -20,6 +20,9 @@
 #   SECRET_KEYS       JSON keys of the secret that ECS injects as variables (each must exist in the secret)
 #                     [DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN MCP_AUTH_TOKEN];
 #                     with a platform token: "DT_ENVIRONMENT DT_PLATFORM_TOKEN MCP_AUTH_TOKEN"
+#   STATE_TABLE       [dynatrace-mcp-state] the DynamoDB table every task shares confirmations, Grail budgets and
+#                     rate limits through (MCP_STATE_TABLE); created (on-demand, TTL on expires_at) when missing.
+#                     The task role may use only this name (ecs/iam/task-role-policy.json). "" for none.
 #   SETTINGS          non-secret settings for the task's environment, NAME=value pairs separated by spaces, e.g.
 #                     "MCP_OAUTH_ISSUER=https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC
 #                      MCP_PUBLIC_URL=https://mcp.example.com/mcp DT_TOKEN_PASSTHROUGH=1" []
@@ -63,6 +66,7 @@ TASK_ROLE="${TASK_ROLE:-dynatrace-mcp-task}"
 SECRET_ID="${SECRET_ID:-mcp/dynatrace}"
 SECRET_KEYS="${SECRET_KEYS:-DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN MCP_AUTH_TOKEN}"
 SETTINGS="${SETTINGS:-}"
+STATE_TABLE="${STATE_TABLE-dynatrace-mcp-state}"
 ASSIGN_PUBLIC_IP="${ASSIGN_PUBLIC_IP:-DISABLED}"
 MIN_TASKS="${MIN_TASKS:-1}" MAX_TASKS="${MAX_TASKS:-10}" CPU_TARGET="${CPU_TARGET:-70}"
 
@@ -80,6 +84,7 @@ for kv in $SETTINGS; do
   case "${kv%%=*}" in
     MCP_AUTH_TOKEN|MCP_SIGNING_KEY|DT_PLATFORM_TOKEN|OAUTH_CLIENT_SECRET)
       die "SETTINGS: '${kv%%=*}' is a secret: keep it in the secret and name it in SECRET_KEYS" ;;
+    MCP_STATE_TABLE) die "SETTINGS: set STATE_TABLE instead of MCP_STATE_TABLE (the task role names that table)" ;;
   esac
 done
 case "$ASSIGN_PUBLIC_IP" in ENABLED|DISABLED) ;; *) die "ASSIGN_PUBLIC_IP must be ENABLED or DISABLED" ;; esac
@@ -104,7 +109,8 @@ render() {
   jq --arg AWS_ACCOUNT_ID "$AWS_ACCOUNT_ID" --arg AWS_REGION "$AWS_REGION" --arg IMAGE "$IMAGE" \
      --arg CLUSTER "$CLUSTER" --arg SERVICE "$SERVICE" --arg LOG_GROUP "$LOG_GROUP" \
      --arg EXECUTION_ROLE "$EXECUTION_ROLE" --arg TASK_ROLE "$TASK_ROLE" --arg SECRET_ARN "$SECRET_ARN" \
-     --arg SECRET_KEYS "$SECRET_KEYS" --arg SETTINGS "$SETTINGS" --arg ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" \
+     --arg SECRET_KEYS "$SECRET_KEYS" --arg SETTINGS "$SETTINGS${STATE_TABLE:+ MCP_STATE_TABLE=$STATE_TABLE}" \
+     --arg ASSIGN_PUBLIC_IP "$ASSIGN_PUBLIC_IP" \
      --arg SUBNETS "${SUBNETS:-}" --arg SECURITY_GROUPS "${SECURITY_GROUPS:-}" \
      --arg TASK_DEFINITION_ARN "${TASK_DEFINITION_ARN:-}" --arg TARGET_GROUP_ARN "${TARGET_GROUP_ARN:-}" \
      --argjson MIN_TASKS "$MIN_TASKS" --argjson MAX_TASKS "$MAX_TASKS" --argjson CPU_TARGET "$CPU_TARGET" \
@@ -136,6 +142,21 @@ render service.json '
 if [ -n "$render_dir" ]; then
   say "rendered task-definition.json service.json scalable-target.json scaling-policy.json into $out"
   exit 0
+fi
+
+if [ -n "$STATE_TABLE" ]; then
+  if aws dynamodb describe-table --table-name "$STATE_TABLE" --query Table.TableStatus --output text >/dev/null 2>&1; then
+    say "state table $STATE_TABLE exists"
+  else
+    say "creating the state table $STATE_TABLE (on-demand, TTL on expires_at)"
+    aws dynamodb create-table --table-name "$STATE_TABLE" --billing-mode PAY_PER_REQUEST \
+      --attribute-definitions AttributeName=pk,AttributeType=S --key-schema AttributeName=pk,KeyType=HASH \
+      --query TableDescription.TableArn --output text >/dev/null || die "create-table $STATE_TABLE failed"
+    aws dynamodb wait table-exists --table-name "$STATE_TABLE" || die "table $STATE_TABLE did not become active"
+    aws dynamodb update-time-to-live --table-name "$STATE_TABLE" \
+      --time-to-live-specification Enabled=true,AttributeName=expires_at >/dev/null \
+      || die "update-time-to-live on $STATE_TABLE failed"
+  fi
 fi
 
 say "registering the task definition (image $IMAGE)"

@@ -78,6 +78,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "DT_TOKEN_PASSTHROUGH",
     "MCP_RATE_LIMIT",
     "MCP_AUDIT_LOG",
+    "MCP_STATE_TABLE",
+    "MCP_STATE_FAIL_CLOSED",
+    "DT_GRAIL_USER_BUDGET_GB",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -452,6 +455,15 @@ pub struct Settings {
     /// `DT_GRAIL_QUERY_BUDGET_GB`: bytes Grail may scan for this process before queries are
     /// refused (decimal GB, default 1000); `None` when set to 0 or -1 (unlimited).
     pub grail_budget_bytes: Option<u64>,
+    /// `DT_GRAIL_USER_BUDGET_GB`: bytes one principal's queries may scan per UTC day; `None` (the
+    /// default) for no per-principal budget.
+    pub grail_user_budget_bytes: Option<u64>,
+    /// `MCP_STATE_TABLE`: the DynamoDB table every instance shares confirmations, budgets and rate
+    /// limits through; `None`: each instance keeps its own in memory.
+    pub state_table: Option<String>,
+    /// `MCP_STATE_FAIL_CLOSED=1`: budgets and rate limits refuse calls when the table cannot be
+    /// used (confirmations always do).
+    pub state_fail_closed: bool,
     /// `DT_QUERY_SCAN_LIMIT_GB`: Grail's per-query scan limit (`defaultScanLimitGbytes`).
     pub query_scan_limit_gb: Option<f64>,
     /// `SLACK_CONNECTION_ID`: the Slack connection `send_slack_message` posts through.
@@ -484,6 +496,8 @@ impl fmt::Debug for Settings {
             .field("enable_write_tools", &self.enable_write_tools)
             .field("enable_davis_copilot", &self.enable_davis_copilot)
             .field("grail_budget_bytes", &self.grail_budget_bytes)
+            .field("grail_user_budget_bytes", &self.grail_user_budget_bytes)
+            .field("state_table", &self.state_table)
             .field("query_scan_limit_gb", &self.query_scan_limit_gb)
             .field("identity", &self.identity)
             .finish_non_exhaustive()
@@ -665,6 +679,31 @@ impl Settings {
                 }
             },
         };
+        let grail_user_budget_bytes = match source.get("DT_GRAIL_USER_BUDGET_GB") {
+            None => None,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(gb) if gb == 0.0 || gb == -1.0 => None,
+                Ok(gb) if gb > 0.0 && gb <= 1_000_000.0 => Some((gb * 1e9) as u64),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("DT_GRAIL_USER_BUDGET_GB"),
+                        "expected a number of GB greater than 0 that each caller may scan per UTC day (e.g. 100), or -1 for none",
+                    ));
+                }
+            },
+        };
+        let state_table = source.get("MCP_STATE_TABLE").map(str::to_string);
+        if let Some(table) = &state_table
+            && (!(3..=255).contains(&table.len())
+                || table
+                    .chars()
+                    .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))))
+        {
+            return Err(ConfigError::new(
+                source.origin("MCP_STATE_TABLE"),
+                "expected a DynamoDB table name: 3 to 255 letters, digits, '_', '-' or '.' (e.g. dynatrace-mcp-state)",
+            ));
+        }
         let confirmation_ttl = match source.get("MCP_CONFIRMATION_TTL_SECONDS") {
             None => Duration::from_secs(300),
             Some(raw) => match raw.parse::<u64>() {
@@ -707,6 +746,9 @@ impl Settings {
             enable_write_tools: source.flag("DT_ENABLE_WRITE_TOOLS")?,
             enable_davis_copilot: source.flag("DT_ENABLE_DAVIS_COPILOT")?,
             grail_budget_bytes,
+            grail_user_budget_bytes,
+            state_fail_closed: source.flag("MCP_STATE_FAIL_CLOSED")?,
+            state_table,
             query_scan_limit_gb,
             slack_connection_id: source.get("SLACK_CONNECTION_ID").map(str::to_string),
             confirmation_ttl,
@@ -744,6 +786,14 @@ impl Settings {
         map.insert(
             "token_passthrough",
             format!("{:?}", self.identity.passthrough).to_ascii_lowercase(),
+        );
+        map.insert(
+            "state",
+            self.state_table
+                .as_ref()
+                .map_or("memory (this instance)".to_string(), |t| {
+                    format!("dynamodb table {t}")
+                }),
         );
         map.insert("tool_timeout_s", self.tool_timeout.as_secs().to_string());
         map.insert("write_tools", self.enable_write_tools.to_string());
@@ -1079,6 +1129,33 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(err.variable, "DT_GRAIL_QUERY_BUDGET_GB");
+        }
+    }
+
+    #[test]
+    fn state_table_and_user_budget_parse() {
+        let s = Settings::from_source(&platform(&[]), FrontDoor::Http).unwrap();
+        assert_eq!(
+            (s.state_table.as_deref(), s.grail_user_budget_bytes),
+            (None, None)
+        );
+        let s = Settings::from_source(
+            &platform(&[
+                ("MCP_STATE_TABLE", "dynatrace-mcp-state"),
+                ("DT_GRAIL_USER_BUDGET_GB", "2.5"),
+                ("MCP_STATE_FAIL_CLOSED", "1"),
+            ]),
+            FrontDoor::Lambda,
+        )
+        .unwrap();
+        assert_eq!(s.state_table.as_deref(), Some("dynatrace-mcp-state"));
+        assert_eq!(s.grail_user_budget_bytes, Some(2_500_000_000));
+        assert!(s.state_fail_closed);
+        for bad in ["ab", "my table", "arn:aws:dynamodb:us-east-1:1:table/x"] {
+            let err =
+                Settings::from_source(&platform(&[("MCP_STATE_TABLE", bad)]), FrontDoor::Http)
+                    .unwrap_err();
+            assert_eq!(err.variable, "MCP_STATE_TABLE", "{bad}");
         }
     }
 

@@ -14,6 +14,7 @@
 //! | [`mcp`] | the rmcp adapter: `McpServer`, the tool registry and the one place where errors become tool results |
 //! | [`tools`] | the tools: plain async functions over our own types, one file per tool group |
 //! | [`dynatrace`] | the outbound client: token provider, retries, Grail query execute/poll/cancel/verify |
+//! | [`state`] | what every instance must agree on: single-use confirmations, Grail budgets, rate-limit windows; in memory or in one DynamoDB table |
 //! | [`sandbox`] | a simulated Dynatrace tenant with the real routes and shapes, for `demo`, tests and benchmarks |
 //!
 //! rmcp, the MCP SDK, is pinned exactly and only `mcp`, `http` and `stdio` name it: tool code works
@@ -31,6 +32,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod signing;
 pub mod startup;
+pub mod state;
 pub mod stdio;
 pub mod tools;
 

@@ -51,6 +51,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Show or reset the deployment's Grail budget in the shared state table (an operator's action:
+    /// needs AWS credentials for the table).
+    GrailBudget {
+        /// The DynamoDB table (MCP_STATE_TABLE).
+        #[arg(long, env = "MCP_STATE_TABLE")]
+        table: String,
+        #[command(subcommand)]
+        action: BudgetAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BudgetAction {
+    /// Print the bytes and queries counted against DT_GRAIL_QUERY_BUDGET_GB.
+    Show,
+    /// Set the count back to zero, for every instance.
+    Reset,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +92,7 @@ fn main() -> ExitCode {
             Command::Demo { port, stdio } => run_demo(port, stdio).await,
             Command::Healthcheck { port } => healthcheck(port).await,
             Command::Sandbox { port } => run_sandbox(port).await,
+            Command::GrailBudget { table, action } => grail_budget(table, action).await,
         }
     });
     match result {
@@ -283,6 +301,23 @@ async fn run_sandbox(port: u16) -> anyhow::Result<()> {
         println!("  export {key}={value}");
     }
     wait_for_signal().await;
+    Ok(())
+}
+
+async fn grail_budget(table: String, action: BudgetAction) -> anyhow::Result<()> {
+    use dynatrace_mcp::state::StateStore;
+    use dynatrace_mcp::tools::budget::DEPLOYMENT_KEY;
+    let store = dynatrace_mcp::state::dynamodb::DynamoStore::new(table.clone());
+    let deadline = dynatrace_mcp::deadline::Deadline::after(Duration::from_secs(10));
+    let count = store.get(DEPLOYMENT_KEY, deadline).await?;
+    println!(
+        "table {table}: the deployment's queries scanned {} bytes in {} queries since the last reset",
+        count.amount, count.events
+    );
+    if let BudgetAction::Reset = action {
+        store.reset(DEPLOYMENT_KEY, deadline).await?;
+        println!("reset: the count is 0 for every instance");
+    }
     Ok(())
 }
 

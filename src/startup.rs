@@ -17,8 +17,10 @@ use crate::identity::Authenticator;
 use crate::identity::metadata::ResourceMetadata;
 use crate::identity::ratelimit::RateLimiter;
 use crate::signing::Signer;
+use crate::state::dynamodb::DynamoStore;
+use crate::state::memory::MemoryStore;
+use crate::state::{Policy, StateStore};
 use crate::tools::budget::GrailBudget;
-use crate::tools::confirm::{InMemoryReplayGuard, ReplayGuard};
 use crate::tools::{self, Registry};
 
 /// Everything a request needs, built once and shared.
@@ -28,8 +30,11 @@ pub struct AppState {
     pub signer: Signer,
     pub tools: Registry,
     pub budget: GrailBudget,
-    /// Remembers used write confirmations (per instance for now).
-    pub replay_guard: Box<dyn ReplayGuard>,
+    /// Confirmations, budgets and rate-limit windows: this instance's memory, or the DynamoDB
+    /// table every instance shares (`MCP_STATE_TABLE`).
+    pub store: Arc<dyn StateStore>,
+    /// What budgets and rate limits do when the store cannot answer.
+    pub state_policy: Policy,
     /// Who is calling: static token, OAuth, gateway claims, pass-through tokens.
     pub identity: Authenticator,
     /// The Protected Resource Metadata, when OAuth is on.
@@ -81,16 +86,29 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         let scopes: Vec<&str> = enabled.iter().map(|g| names.name(g)).collect();
         ResourceMetadata::new(oauth, &scopes)
     });
-    let rate_limiter = settings.identity.rate_limit.map(RateLimiter::new);
+    let store: Arc<dyn StateStore> = match &settings.state_table {
+        Some(table) => Arc::new(DynamoStore::new(table.clone())),
+        None => Arc::new(MemoryStore::default()),
+    };
+    let rate_limiter = settings
+        .identity
+        .rate_limit
+        .map(|limit| RateLimiter::new(limit, settings.state_table.is_some()));
     Ok(Arc::new(AppState {
         budget: GrailBudget {
             limit_bytes: settings.grail_budget_bytes,
+            user_limit_bytes: settings.grail_user_budget_bytes,
         },
+        state_policy: if settings.state_fail_closed {
+            Policy::FailClosed
+        } else {
+            Policy::FailOpen
+        },
+        store,
         tools,
         settings,
         dynatrace,
         signer,
-        replay_guard: Box::new(InMemoryReplayGuard::default()),
         identity,
         resource_metadata,
         rate_limiter,

@@ -23,7 +23,6 @@ use sha2::Digest;
 
 use super::auth::{TokenProvider, transport_error};
 use super::error::DynatraceError;
-use super::grail::GrailUsage;
 use crate::config::{Credentials, DtEnvironment};
 use crate::deadline::Deadline;
 
@@ -133,7 +132,7 @@ impl ApiResponse {
 /// The client of one environment. The server holds one; each tool call works on a cheap view of
 /// it made by [`DynatraceClient::for_caller`], which carries the caller's own token (when it sent
 /// one) and names the caller in `dt-client-context`. Views share the connection pool, the token
-/// cache and the Grail usage count; what a view learns with a caller's token (the CoPilot skills
+/// cache; what a view learns with a caller's token (the CoPilot skills
 /// it may use) is cached under that token, never shared with another caller.
 #[derive(Clone)]
 pub struct DynatraceClient {
@@ -145,7 +144,6 @@ pub struct DynatraceClient {
     caller_token: bool,
     client_context: String,
     tokens: Arc<TokenProvider>,
-    usage: Arc<GrailUsage>,
     skills: Arc<super::copilot::SkillCache>,
     caller_skills:
         Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<super::copilot::SkillCache>>>>,
@@ -168,7 +166,6 @@ impl DynatraceClient {
             caller_token: false,
             client_context: CLIENT_CONTEXT.to_string(),
             tokens,
-            usage: Arc::default(),
             skills: Arc::default(),
             caller_skills: Arc::default(),
         }
@@ -199,11 +196,6 @@ impl DynatraceClient {
 
     pub(crate) fn skill_cache(&self) -> &super::copilot::SkillCache {
         &self.skills
-    }
-
-    /// Bytes scanned by Grail through this client.
-    pub fn grail_usage(&self) -> &GrailUsage {
-        &self.usage
     }
 
     pub fn environment(&self) -> &DtEnvironment {

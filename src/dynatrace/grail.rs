@@ -6,10 +6,9 @@
 //!
 //! [`DynatraceClient::run_query`] drives a query to completion within a deadline and hands back
 //! the request token when the deadline comes first, so the caller can return a handle instead of
-//! failing. Scanned bytes of every finished query are added to [`GrailUsage`].
+//! failing. (What a query scanned is counted by the caller, against its budgets.)
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -162,34 +161,6 @@ pub enum QueryRun {
     },
 }
 
-/// Bytes scanned by Grail queries since start-up (or the last reset), across every tool.
-#[derive(Debug, Default)]
-pub struct GrailUsage {
-    scanned_bytes: AtomicU64,
-    queries: AtomicU64,
-}
-
-impl GrailUsage {
-    pub fn record(&self, scanned_bytes: u64) {
-        self.scanned_bytes
-            .fetch_add(scanned_bytes, Ordering::Relaxed);
-        self.queries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn scanned_bytes(&self) -> u64 {
-        self.scanned_bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn queries(&self) -> u64 {
-        self.queries.load(Ordering::Relaxed)
-    }
-
-    pub fn reset(&self) {
-        self.scanned_bytes.store(0, Ordering::Relaxed);
-        self.queries.store(0, Ordering::Relaxed);
-    }
-}
-
 impl DynatraceClient {
     /// `POST query:execute`. A 200 is a finished query, a 202 a running one.
     pub async fn query_execute(
@@ -335,13 +306,6 @@ impl DynatraceClient {
             match current.state {
                 QueryState::Succeeded => {
                     let result = current.result.unwrap_or_default();
-                    let scanned = result
-                        .metadata
-                        .grail
-                        .as_ref()
-                        .and_then(|g| g.scanned_bytes)
-                        .unwrap_or(0);
-                    self.grail_usage().record(scanned);
                     return Ok(QueryRun::Finished(Box::new(result)));
                 }
                 QueryState::Failed => {

@@ -29,6 +29,18 @@ const MAX_DQL_CHARS: usize = 4096;
 pub struct CallRecord {
     queries: Mutex<Vec<String>>,
     scanned_bytes: AtomicU64,
+    /// The Grail budget counts this call saw after its queries.
+    totals: Mutex<Totals>,
+    /// Things that went wrong but did not stop the call (the state store could not count), for the
+    /// answer's metadata.
+    warnings: Mutex<Vec<String>>,
+}
+
+/// The Grail budget counts a call saw ([`crate::tools::budget::record`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub deployment: Option<crate::state::Count>,
+    pub user: Option<crate::state::Count>,
 }
 
 impl CallRecord {
@@ -47,6 +59,26 @@ impl CallRecord {
 
     pub fn scanned_bytes(&self) -> u64 {
         self.scanned_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn totals(&self) -> Totals {
+        *self.totals.lock().expect("call record lock")
+    }
+
+    pub fn set_totals(&self, totals: Totals) {
+        *self.totals.lock().expect("call record lock") = totals;
+    }
+
+    /// A problem that did not stop the call; each distinct one is kept once.
+    pub fn warn(&self, warning: String) {
+        let mut warnings = self.warnings.lock().expect("call record lock");
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().expect("call record lock").clone()
     }
 
     /// The statements, separated by a line `;;`, cut at [`MAX_DQL_CHARS`].

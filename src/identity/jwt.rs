@@ -811,19 +811,32 @@ mod tests {
             v.verify(&sign(Some("a"), KEY_B_DER, claims())).await,
             Err(TokenError::Signature)
         );
-        // A flood of unknown kids costs at most the refresh burst.
-        for i in 0..50 {
-            let kid = format!("made-up-{i}");
-            assert_eq!(
-                v.verify(&sign(Some(&kid), KEY_B_DER, claims())).await,
-                Err(TokenError::UnknownKey)
-            );
+        // A flood of unknown kids costs at most the refresh burst (tokens signed first: signing
+        // is slow in a debug build, and the window must not pass during the flood).
+        let flood: Vec<String> = (0..50)
+            .map(|i| sign(Some(&format!("made-up-{i}")), KEY_B_DER, claims()))
+            .collect();
+        let v = v.with_refresh_window(Duration::from_secs(60));
+        for token in &flood {
+            assert_eq!(v.verify(token).await, Err(TokenError::UnknownKey));
         }
         assert_eq!(idp.fetches.load(Ordering::SeqCst), REFRESH_BURST);
-        // Once the window has passed, an unknown kid may fetch again.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    #[tokio::test]
+    async fn the_refresh_budget_comes_back_after_its_window() {
+        let (idp, v) = setup().await;
+        let v = v.with_refresh_window(Duration::from_millis(800));
+        let tokens: Vec<String> = (0..REFRESH_BURST + 2)
+            .map(|i| sign(Some(&format!("unknown-{i}")), KEY_B_DER, claims()))
+            .collect();
+        for token in &tokens[..=REFRESH_BURST] {
+            assert_eq!(v.verify(token).await, Err(TokenError::UnknownKey));
+        }
+        assert_eq!(idp.fetches.load(Ordering::SeqCst), REFRESH_BURST);
+        tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(
-            v.verify(&sign(Some("made-up"), KEY_B_DER, claims())).await,
+            v.verify(&tokens[REFRESH_BURST + 1]).await,
             Err(TokenError::UnknownKey)
         );
         assert_eq!(idp.fetches.load(Ordering::SeqCst), REFRESH_BURST + 1);

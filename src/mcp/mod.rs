@@ -24,6 +24,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use crate::deadline::{Deadline, RequestDeadline};
 use crate::identity::{Principal, ToolGroup, audit};
 use crate::startup::AppState;
+use crate::state::Policy;
 use crate::tools::{ToolContext, ToolDef, ToolError};
 
 const INSTRUCTIONS: &str = "Tools for one Dynatrace environment. Start with get_environment_info \
@@ -35,6 +36,10 @@ explains the language. Keep queries cheap: a timeframe, filters first, a limit. 
 answers with a queryHandle, call it again with that handle to fetch the result. Tools that change \
 things (email, Slack, workflows, notebooks, events) first return a preview and a confirmationToken: \
 show the preview to the user, and repeat the call with the token only if they agree.";
+
+/// The `_meta` key of a result's warnings: what went wrong without stopping the call (the shared
+/// state store could not count a query against the budget, …).
+pub const WARNINGS_META: &str = "dynatrace-mcp/warnings";
 
 /// The MCP handler. Cheap to clone: it is two `Arc`s.
 #[derive(Clone)]
@@ -193,14 +198,14 @@ impl ServerHandler for McpServer {
             deadline,
             context.ct.clone(),
         );
-        let outcome = match self.admit(&principal, def) {
+        let outcome = match self.admit(&ctx, def).await {
             Ok(()) => {
                 def.call(ctx.clone(), request.arguments.unwrap_or_default())
                     .await
             }
             Err(refusal) => Err(refusal),
         };
-        let (result, outcome) = match outcome {
+        let (mut result, outcome) = match outcome {
             Ok(output) => {
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
                 result.structured_content = output.structured;
@@ -212,6 +217,13 @@ impl ServerHandler for McpServer {
                 (CallToolResult::error(vec![ContentBlock::text(text)]), kind)
             }
         };
+        let warnings = ctx.record.warnings();
+        if !warnings.is_empty() {
+            let mut meta = result.meta.take().unwrap_or_default();
+            meta.0
+                .insert(WARNINGS_META.to_string(), serde_json::json!(warnings));
+            result.meta = Some(meta);
+        }
         if self.state.settings.identity.audit {
             audit::emit(
                 &audit::Entry {
@@ -230,8 +242,9 @@ impl ServerHandler for McpServer {
 }
 
 impl McpServer {
-    /// Whether `principal` may call `def` now: its scopes, then its rate limit.
-    fn admit(&self, principal: &Principal, def: &ToolDef) -> Result<(), ToolError> {
+    /// Whether the caller may call `def` now: its scopes, then its rate limit.
+    async fn admit(&self, ctx: &ToolContext, def: &ToolDef) -> Result<(), ToolError> {
+        let principal = &ctx.principal;
         if !principal.groups.contains(def.group) {
             let names = &self.state.settings.identity.scope_names;
             return Err(ToolError::Refused(format!(
@@ -241,18 +254,40 @@ impl McpServer {
                 names.name(def.group)
             )));
         }
-        if let Some(limiter) = &self.state.rate_limiter
-            && let Err(wait) = limiter.take(&principal.rate_key())
+        let Some(limiter) = &self.state.rate_limiter else {
+            return Ok(());
+        };
+        match limiter
+            .take_in(
+                self.state.store.as_ref(),
+                &principal.rate_key(),
+                ctx.deadline,
+            )
+            .await
         {
-            let limit = limiter.limit();
-            return Err(ToolError::Refused(format!(
-                "rate limit: at most {} tool calls per {} s per caller; retry in {} s",
-                limit.calls,
-                limit.period.as_secs(),
-                wait.as_secs_f64().ceil().max(1.0) as u64
-            )));
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                let limit = limiter.limit();
+                Err(ToolError::Refused(format!(
+                    "rate limit: at most {} tool calls per {} s per caller; retry in {} s",
+                    limit.calls,
+                    limit.period.as_secs(),
+                    wait.as_secs_f64().ceil().max(1.0) as u64
+                )))
+            }
+            Err(e) => match self.state.state_policy {
+                Policy::FailOpen => {
+                    tracing::warn!(error = %e, "the rate limit was not checked; going on (MCP_STATE_FAIL_CLOSED is off)");
+                    ctx.record
+                        .warn(format!("{e}; the rate limit was not checked"));
+                    Ok(())
+                }
+                Policy::FailClosed => Err(ToolError::Refused(format!(
+                    "{e}, and this server refuses calls it cannot count against its rate limit \
+                     (MCP_STATE_FAIL_CLOSED=1); try again shortly"
+                ))),
+            },
         }
-        Ok(())
     }
 }
 

@@ -4,12 +4,11 @@
 //! short-lived confirmation token: an HMAC-signed handle binding the tool name to a hash of the
 //! planned request. Calling the tool again with the same arguments and that token performs it.
 //! A token is refused when the arguments changed (the planned request hashes differently), when
-//! it expired, or when it was already used (the [`ReplayGuard`] remembers used tokens until they
-//! expire; in memory per instance for now, behind a trait so a shared store can replace it), or
-//! when another caller presents it (the token is bound to the principal that saw the preview).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! it expired, when another caller presents it (the token is bound to the principal that saw the
+//! preview), or when it was already used: its nonce is claimed once in the [`crate::state`] store
+//! (a conditional write in DynamoDB with `MCP_STATE_TABLE`, so across every instance). When the
+//! store cannot record the claim, nothing is done (fail closed): a write that cannot be made
+//! single-use is not made.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,27 +19,6 @@ use super::{ToolContext, ToolError, ToolOutput};
 use crate::signing::{HandleError, now_secs};
 
 const KIND: &str = "write-confirmation";
-
-/// Remembers which confirmation tokens were used.
-pub trait ReplayGuard: Send + Sync {
-    /// Records `nonce` as used; `false` when it already was.
-    fn claim(&self, nonce: &str, expires_at: u64) -> bool;
-}
-
-/// The in-memory [`ReplayGuard`] of one instance.
-#[derive(Default)]
-pub struct InMemoryReplayGuard {
-    used: Mutex<HashMap<String, u64>>,
-}
-
-impl ReplayGuard for InMemoryReplayGuard {
-    fn claim(&self, nonce: &str, expires_at: u64) -> bool {
-        let now = now_secs();
-        let mut used = self.used.lock().expect("replay guard lock");
-        used.retain(|_, expiry| *expiry >= now);
-        used.insert(nonce.to_string(), expires_at).is_none()
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -90,7 +68,7 @@ fn hash(tool: &str, planned: &Value) -> String {
 }
 
 /// Checks `token` against the planned request, or builds the preview when there is none.
-pub fn check(
+pub async fn check(
     ctx: &ToolContext,
     tool: &str,
     action: String,
@@ -157,7 +135,19 @@ pub fn check(
              call {tool} without confirmationToken to preview the new arguments"
         )));
     }
-    if !ctx.state.replay_guard.claim(&payload.n, payload.e) {
+    let claimed = ctx
+        .state
+        .store
+        .claim(&format!("confirm#{}", payload.n), payload.e, ctx.deadline)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, tool, "a confirmation could not be recorded; the write was not made");
+            ToolError::Refused(format!(
+                "{e}, so this confirmation could not be made single-use and nothing was done: call {tool} again \
+                 with the same confirmationToken shortly"
+            ))
+        })?;
+    if !claimed {
         return Err(ToolError::Refused(format!(
             "this confirmationToken was already used, so nothing was done again: call {tool} without it for a new preview \
              if the action really should happen twice"
@@ -169,15 +159,6 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_guard_allows_each_nonce_once() {
-        let guard = InMemoryReplayGuard::default();
-        let later = now_secs() + 60;
-        assert!(guard.claim("a", later));
-        assert!(!guard.claim("a", later));
-        assert!(guard.claim("b", later));
-    }
 
     #[test]
     fn hashes_depend_on_tool_and_request() {

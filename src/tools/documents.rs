@@ -263,7 +263,9 @@ async fn run_create_notebook(
         action,
         planned,
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }

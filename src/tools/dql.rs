@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::format::{self, OutputFormat, human_bytes, lenient_u32, render_records};
-use super::{Annotations, ToolContext, ToolDef, ToolError, ToolOutput};
+use super::{Annotations, ToolContext, ToolDef, ToolError, ToolOutput, budget};
 use crate::dynatrace::dql::{Cursor, with_cursor};
 use crate::dynatrace::grail::{
     ExecuteRequest, GrailMetadata, Notification, QueryGuard, QueryResult, QueryRun,
@@ -222,7 +222,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             run = client.resume_query(&payload.t, &payload.s, ctx.deadline, &guard) => run?,
             _ = ctx.cancel.cancelled() => return Err(cancelled()),
         };
-        record_scanned(&ctx, &run);
+        record_scanned(&ctx, &run).await;
         (run, payload.n, payload.s)
     } else {
         let statement = params
@@ -280,9 +280,9 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                 format,
                 &fields,
                 ctx.state.settings.result_budget_bytes,
-                ctx.dynatrace.grail_usage().scanned_bytes(),
+                ctx.record.totals().deployment.map(|c| c.amount),
             );
-            if let Some(note) = ctx.state.budget.note(ctx.dynatrace.grail_usage()) {
+            if let Some(note) = budget::note(&ctx) {
                 output.text.push('\n');
                 output.text.push_str(&note);
             }
@@ -339,7 +339,7 @@ async fn start_query(
     max_records: u64,
     max_bytes: u64,
 ) -> Result<(QueryRun, String), ToolError> {
-    ctx.state.budget.check(ctx.dynatrace.grail_usage())?;
+    budget::check(ctx).await?;
     let client = &ctx.dynatrace;
     let scopes = scopes::for_dql(&statement);
     let request = ExecuteRequest {
@@ -355,12 +355,12 @@ async fn start_query(
         run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
         _ = ctx.cancel.cancelled() => return Err(cancelled()),
     };
-    record_scanned(ctx, &run);
+    record_scanned(ctx, &run).await;
     Ok((run, scopes))
 }
 
-/// Adds what a finished query scanned to the call's audit record.
-fn record_scanned(ctx: &ToolContext, run: &QueryRun) {
+/// Adds what a finished query scanned to the call's audit record and the Grail budgets.
+async fn record_scanned(ctx: &ToolContext, run: &QueryRun) {
     if let QueryRun::Finished(result) = run {
         let scanned = result
             .metadata
@@ -369,6 +369,7 @@ fn record_scanned(ctx: &ToolContext, run: &QueryRun) {
             .and_then(|g| g.scanned_bytes)
             .unwrap_or(0);
         ctx.record.scanned(scanned);
+        budget::record(ctx, scanned).await;
     }
 }
 
@@ -401,7 +402,7 @@ pub(crate) async fn run_statement(
 
 /// The budget warning, if any, as a line to append to a tool's text.
 pub(crate) fn budget_note(ctx: &ToolContext) -> Option<String> {
-    ctx.state.budget.note(ctx.dynatrace.grail_usage())
+    budget::note(ctx)
 }
 
 fn cancelled() -> ToolError {
@@ -440,7 +441,7 @@ fn finished_output(
     format: OutputFormat,
     fields: &[String],
     budget: usize,
-    total_scanned: u64,
+    total_scanned: Option<u64>,
 ) -> ToolOutput {
     let QueryResult {
         mut records,
@@ -514,10 +515,9 @@ fn finished_output(
             }
         }
     }
-    text.push_str(&format!(
-        " Scanned by this server so far: {}.",
-        human_bytes(total_scanned)
-    ));
+    if let Some(total) = total_scanned {
+        text.push_str(&format!(" Scanned so far: {}.", human_bytes(total)));
+    }
     if count == 0 {
         text.push_str("\nNo records matched.");
     } else {

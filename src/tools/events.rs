@@ -413,7 +413,9 @@ async fn run_send_event(
         action,
         event.clone(),
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }

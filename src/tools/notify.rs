@@ -100,7 +100,9 @@ async fn run_send_email(ctx: ToolContext, params: EmailParams) -> Result<ToolOut
         action,
         planned,
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }
@@ -191,7 +193,9 @@ async fn run_send_slack(ctx: ToolContext, params: SlackParams) -> Result<ToolOut
         action,
         planned,
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }
@@ -328,7 +332,9 @@ async fn run_create_workflow(
         action,
         body.clone(),
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }
@@ -396,7 +402,9 @@ async fn run_make_public(ctx: ToolContext, params: PublicParams) -> Result<ToolO
         format!("make workflow {id} public"),
         planned,
         params.confirmation_token.as_deref(),
-    )? {
+    )
+    .await?
+    {
         Confirmation::Preview(preview) => return Ok(preview),
         Confirmation::Granted => {}
     }

@@ -307,7 +307,18 @@ async fn scanned_bytes_are_counted_across_calls() {
             .as_u64()
             .unwrap();
     }
-    let usage = app.state.dynatrace.grail_usage();
-    assert_eq!(usage.scanned_bytes(), expected);
-    assert_eq!(usage.queries(), 2);
+    let count = app
+        .state
+        .store
+        .get(
+            dynatrace_mcp::tools::budget::DEPLOYMENT_KEY,
+            dynatrace_mcp::deadline::Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(count.amount, expected);
+    assert_eq!(count.events, 2);
+    let status = app.call_tool("get_grail_budget", json!({})).await;
+    assert_eq!(status["structuredContent"]["scannedBytes"], expected);
+    assert_eq!(status["structuredContent"]["shared"], false);
 }

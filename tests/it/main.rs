@@ -15,6 +15,7 @@ mod oauth;
 mod protocol;
 mod reads;
 mod secrets;
+mod state;
 mod stdio;
 mod tools;
 mod writes;
