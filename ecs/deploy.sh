@@ -23,6 +23,7 @@
 #   STATE_TABLE       [dynatrace-mcp-state] the DynamoDB table every task shares confirmations, Grail budgets and
 #                     rate limits through (MCP_STATE_TABLE); created (on-demand, TTL on expires_at) when missing.
 #                     The task role may use only this name (ecs/iam/task-role-policy.json). "" for none.
+#                     Upgrading a deployment from before the table: apply the new task role policy first (README).
 #   SETTINGS          non-secret settings for the task's environment, NAME=value pairs separated by spaces, e.g.
 #                     "MCP_OAUTH_ISSUER=https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbC
 #                      MCP_PUBLIC_URL=https://mcp.example.com/mcp DT_TOKEN_PASSTHROUGH=1" []
@@ -67,6 +68,10 @@ SECRET_ID="${SECRET_ID:-mcp/dynatrace}"
 SECRET_KEYS="${SECRET_KEYS:-DT_ENVIRONMENT OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET DT_ACCOUNT_URN MCP_AUTH_TOKEN}"
 SETTINGS="${SETTINGS:-}"
 STATE_TABLE="${STATE_TABLE-dynatrace-mcp-state}"
+case "$STATE_TABLE" in
+  ""|dynatrace-mcp-state) ;;
+  *) die "STATE_TABLE: the task role (ecs/iam/task-role-policy.json) may use table/dynatrace-mcp-state only; edit it for '$STATE_TABLE'" ;;
+esac
 ASSIGN_PUBLIC_IP="${ASSIGN_PUBLIC_IP:-DISABLED}"
 MIN_TASKS="${MIN_TASKS:-1}" MAX_TASKS="${MAX_TASKS:-10}" CPU_TARGET="${CPU_TARGET:-70}"
 
@@ -145,18 +150,26 @@ if [ -n "$render_dir" ]; then
 fi
 
 if [ -n "$STATE_TABLE" ]; then
-  if aws dynamodb describe-table --table-name "$STATE_TABLE" --query Table.TableStatus --output text >/dev/null 2>&1; then
-    say "state table $STATE_TABLE exists"
-  else
+  if out="$(aws dynamodb describe-table --table-name "$STATE_TABLE" --query Table.TableStatus --output text 2>&1)"; then
+    say "state table $STATE_TABLE exists ($out)"
+  elif printf '%s' "$out" | grep -q ResourceNotFoundException; then
     say "creating the state table $STATE_TABLE (on-demand, TTL on expires_at)"
     aws dynamodb create-table --table-name "$STATE_TABLE" --billing-mode PAY_PER_REQUEST \
       --attribute-definitions AttributeName=pk,AttributeType=S --key-schema AttributeName=pk,KeyType=HASH \
       --query TableDescription.TableArn --output text >/dev/null || die "create-table $STATE_TABLE failed"
     aws dynamodb wait table-exists --table-name "$STATE_TABLE" || die "table $STATE_TABLE did not become active"
-    aws dynamodb update-time-to-live --table-name "$STATE_TABLE" \
-      --time-to-live-specification Enabled=true,AttributeName=expires_at >/dev/null \
-      || die "update-time-to-live on $STATE_TABLE failed"
+  else
+    die "cannot describe the state table $STATE_TABLE: $out"
   fi
+  # Every run, so a run that stopped between creating the table and this still ends with TTL on.
+  ttl="$(aws dynamodb describe-time-to-live --table-name "$STATE_TABLE" \
+    --query TimeToLiveDescription.TimeToLiveStatus --output text 2>/dev/null || true)"
+  case "$ttl" in
+    ENABLED|ENABLING) ;;
+    *) aws dynamodb update-time-to-live --table-name "$STATE_TABLE" \
+         --time-to-live-specification Enabled=true,AttributeName=expires_at >/dev/null \
+         || die "update-time-to-live on $STATE_TABLE failed" ;;
+  esac
 fi
 
 say "registering the task definition (image $IMAGE)"

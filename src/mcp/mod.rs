@@ -24,7 +24,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use crate::deadline::{Deadline, RequestDeadline};
 use crate::identity::{Principal, ToolGroup, audit};
 use crate::startup::AppState;
-use crate::state::Policy;
+use crate::state::{Policy, StateError};
 use crate::tools::{ToolContext, ToolDef, ToolError};
 
 const INSTRUCTIONS: &str = "Tools for one Dynatrace environment. Start with get_environment_info \
@@ -266,29 +266,44 @@ impl McpServer {
             .await
         {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(wait)) => {
-                let limit = limiter.limit();
-                Err(ToolError::Refused(format!(
-                    "rate limit: at most {} tool calls per {} s per caller; retry in {} s",
-                    limit.calls,
-                    limit.period.as_secs(),
-                    wait.as_secs_f64().ceil().max(1.0) as u64
-                )))
-            }
+            Ok(Err(wait)) => Err(rate_limited(limiter, wait)),
             Err(e) => match self.state.state_policy {
+                // Without the shared count, each instance still holds the limit on its own.
                 Policy::FailOpen => {
-                    tracing::warn!(error = %e, "the rate limit was not checked; going on (MCP_STATE_FAIL_CLOSED is off)");
-                    ctx.record
-                        .warn(format!("{e}; the rate limit was not checked"));
-                    Ok(())
+                    tracing::warn!(error = %e, "the shared rate limit was not counted; this instance's own applies");
+                    ctx.record.warn(format!(
+                        "{}; the rate limit was counted by this instance only",
+                        StateError::PUBLIC
+                    ));
+                    limiter
+                        .take(&principal.rate_key())
+                        .map_err(|wait| rate_limited(limiter, wait))
                 }
-                Policy::FailClosed => Err(ToolError::Refused(format!(
-                    "{e}, and this server refuses calls it cannot count against its rate limit \
-                     (MCP_STATE_FAIL_CLOSED=1); try again shortly"
-                ))),
+                Policy::FailClosed => {
+                    tracing::warn!(error = %e, "the rate limit was not counted; the call is refused");
+                    Err(ToolError::Refused(format!(
+                        "{}, and this server refuses calls it cannot count against its rate limit \
+                         (MCP_STATE_FAIL_CLOSED=1); try again shortly",
+                        StateError::PUBLIC
+                    )))
+                }
             },
         }
     }
+}
+
+/// The refusal of a call past the rate limit, with when to retry.
+fn rate_limited(
+    limiter: &crate::identity::ratelimit::RateLimiter,
+    wait: std::time::Duration,
+) -> ToolError {
+    let limit = limiter.limit();
+    ToolError::Refused(format!(
+        "rate limit: at most {} tool calls per {} s per caller; retry in {} s",
+        limit.calls,
+        limit.period.as_secs(),
+        wait.as_secs_f64().ceil().max(1.0) as u64
+    ))
 }
 
 /// The size of a result as sent: its text blocks plus its structured content.

@@ -26,16 +26,24 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use super::{BoxFuture, Count, StateError, StateStore, call_budget};
 use crate::deadline::Deadline;
 use crate::signing::now_secs;
 
+/// After the table could not be reached, calls fail at once for this long instead of each
+/// waiting out its timeout (a blackholed endpoint would otherwise cost every call seconds).
+pub const BREAKER_PAUSE: Duration = Duration::from_secs(15);
+
 pub struct DynamoStore {
     table: String,
     client: OnceCell<Client>,
+    /// Until when calls fail fast, after the table could not be reached.
+    breaker: std::sync::Mutex<Option<Instant>>,
 }
 
 impl DynamoStore {
@@ -43,6 +51,7 @@ impl DynamoStore {
         Self {
             table,
             client: OnceCell::new(),
+            breaker: std::sync::Mutex::new(None),
         }
     }
 
@@ -72,17 +81,40 @@ impl DynamoStore {
         StateError {
             store: "dynamodb",
             reason: reason.into(),
+            unreachable: false,
         }
     }
 
-    /// Runs one request within the request's deadline.
+    /// Runs one request within the request's deadline; fails at once while the breaker is open.
     async fn bounded<T, F>(&self, deadline: Deadline, request: F) -> Result<T, StateError>
     where
         F: std::future::Future<Output = Result<T, StateError>>,
     {
-        match tokio::time::timeout(call_budget(deadline), request).await {
+        let open_until = *self.breaker.lock().expect("breaker lock");
+        if let Some(until) = open_until
+            && Instant::now() < until
+        {
+            return Err(self.error(format!(
+                "table {} could not be reached moments ago; not tried again for {} s",
+                self.table,
+                until.saturating_duration_since(Instant::now()).as_secs() + 1
+            )));
+        }
+        let outcome = match tokio::time::timeout(call_budget(deadline), request).await {
             Ok(result) => result,
-            Err(_) => Err(self.error(format!("table {} did not answer in time", self.table))),
+            Err(_) => Err(self.unreachable(format!("table {} did not answer in time", self.table))),
+        };
+        *self.breaker.lock().expect("breaker lock") = match &outcome {
+            Err(e) if e.unreachable => Some(Instant::now() + BREAKER_PAUSE),
+            _ => None,
+        };
+        outcome
+    }
+
+    fn unreachable(&self, reason: String) -> StateError {
+        StateError {
+            unreachable: true,
+            ..self.error(reason)
         }
     }
 
@@ -99,7 +131,7 @@ impl DynamoStore {
                         "no such table in this account and region: create it, or check MCP_STATE_TABLE and AWS_REGION"
                     }
                     "AccessDeniedException" => {
-                        "access denied: the role needs dynamodb:GetItem, PutItem, UpdateItem and DeleteItem on the table"
+                        "access denied: the role needs dynamodb:GetItem, PutItem and UpdateItem on the table"
                     }
                     "ProvisionedThroughputExceededException"
                     | "ThrottlingException"
@@ -108,11 +140,13 @@ impl DynamoStore {
                 };
                 format!("table {}: {code}: {hint}", self.table)
             }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => format!(
-                "table {} could not be reached ({})",
-                self.table,
-                DisplayErrorContext(&error)
-            ),
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                return self.unreachable(format!(
+                    "table {} could not be reached ({})",
+                    self.table,
+                    DisplayErrorContext(&error)
+                ));
+            }
             _ => format!("table {}: {}", self.table, DisplayErrorContext(&error)),
         };
         self.error(reason)
@@ -145,6 +179,9 @@ impl StateStore for DynamoStore {
         deadline: Deadline,
     ) -> BoxFuture<'a, Result<bool, StateError>> {
         Box::pin(self.bounded(deadline, async move {
+            // Who claims: when the SDK retries a put whose first attempt succeeded but did not
+            // answer in time, the retry's failed condition shows our own owner, and the claim is ours.
+            let owner = format!("{:032x}", rand::random::<u128>());
             let result = self
                 .client()
                 .await
@@ -152,18 +189,27 @@ impl StateStore for DynamoStore {
                 .table_name(&self.table)
                 .item("pk", AttributeValue::S(key.to_string()))
                 .item("expires_at", number(expires_at))
+                .item("owner", AttributeValue::S(owner.clone()))
                 // TTL removes items lazily: an expired claim may still be there, and no longer counts.
                 .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
                 .expression_attribute_values(":now", number(now_secs()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             match result {
                 Ok(_) => Ok(true),
-                Err(SdkError::ServiceError(service))
-                    if service.err().is_conditional_check_failed_exception() =>
-                {
-                    Ok(false)
-                }
+                Err(SdkError::ServiceError(service)) => match service.err() {
+                    PutItemError::ConditionalCheckFailedException(failed) => {
+                        let previous = failed
+                            .item()
+                            .and_then(|item| item.get("owner"))
+                            .and_then(|v| v.as_s().ok());
+                        Ok(previous == Some(&owner))
+                    }
+                    _ => Err(self.sdk_error(SdkError::ServiceError(service))),
+                },
                 Err(e) => Err(self.sdk_error(e)),
             }
         }))

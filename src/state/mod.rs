@@ -26,12 +26,20 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The store could not answer: unreachable, throttled past its retries, or out of time.
+/// The store could not answer: unreachable, throttled past its retries, or out of time. The
+/// text (table name, what to check) is for the log; callers get [`StateError::PUBLIC`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the shared state store ({store}) could not be used: {reason}")]
 pub struct StateError {
     pub store: &'static str,
     pub reason: String,
+    /// Not reached at all (network, timeout), as opposed to refused.
+    pub unreachable: bool,
+}
+
+impl StateError {
+    /// What a caller is told: no table names or IAM hints in tool answers.
+    pub const PUBLIC: &'static str = "the server's shared state store could not be used just now";
 }
 
 /// The counts of one counter item.
@@ -57,7 +65,9 @@ pub trait StateStore: Send + Sync {
     ) -> BoxFuture<'a, Result<bool, StateError>>;
 
     /// Adds `amount` (and one event) to the counter `key` atomically; returns the new count. The
-    /// counter may be dropped after `expires_at` when given.
+    /// counter may be dropped after `expires_at` when given. Keys that expire must name their
+    /// period (a day, a window): after `expires_at` the memory store starts a counter over, while
+    /// DynamoDB may still add to the old item until its TTL removes it.
     fn add<'a>(
         &'a self,
         key: &'a str,

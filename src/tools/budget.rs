@@ -45,22 +45,41 @@ fn on_failure(ctx: &ToolContext, error: &StateError, what: &str) -> Result<(), T
     match ctx.state.state_policy {
         Policy::FailOpen => {
             tracing::warn!(error = %error, "{what}; going on (MCP_STATE_FAIL_CLOSED is off)");
-            ctx.record.warn(format!("{error}; {what}"));
+            ctx.record.warn(format!("{}; {what}", StateError::PUBLIC));
             Ok(())
         }
-        Policy::FailClosed => Err(ToolError::Refused(format!(
-            "{error}, and this server refuses queries it cannot count against its Grail budget \
-             (MCP_STATE_FAIL_CLOSED=1); nothing was run: try again shortly"
-        ))),
+        Policy::FailClosed => {
+            tracing::warn!(error = %error, "{what}; the query is refused (MCP_STATE_FAIL_CLOSED=1)");
+            Err(ToolError::Refused(format!(
+                "{}, and this server refuses queries it cannot count against its Grail budget \
+                 (MCP_STATE_FAIL_CLOSED=1); nothing was run: try again shortly",
+                StateError::PUBLIC
+            )))
+        }
     }
 }
 
-/// Refuses a query once a budget is used up.
+/// Refuses a query once a budget is used up. The two counts are read at once.
 pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
     let budget = ctx.state.budget;
     let store = &ctx.state.store;
-    if let Some(limit) = budget.limit_bytes {
-        match store.get(DEPLOYMENT_KEY, ctx.deadline).await {
+    let now = now_secs();
+    let user_key = user_key(ctx, now);
+    let deployment = async {
+        match budget.limit_bytes {
+            Some(_) => Some(store.get(DEPLOYMENT_KEY, ctx.deadline).await),
+            None => None,
+        }
+    };
+    let user = async {
+        match budget.user_limit_bytes {
+            Some(_) => Some(store.get(&user_key, ctx.deadline).await),
+            None => None,
+        }
+    };
+    let (deployment, user) = futures::join!(deployment, user);
+    if let (Some(limit), Some(count)) = (budget.limit_bytes, deployment) {
+        match count {
             Ok(count) if count.amount >= limit => {
                 return Err(ToolError::Refused(format!(
                     "the Grail query budget of this deployment is used up: its queries scanned {} of {} allowed. {} \
@@ -74,9 +93,8 @@ pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
             Err(e) => on_failure(ctx, &e, "the deployment's Grail budget was not checked")?,
         }
     }
-    if let Some(limit) = budget.user_limit_bytes {
-        let now = now_secs();
-        match store.get(&user_key(ctx, now), ctx.deadline).await {
+    if let (Some(limit), Some(count)) = (budget.user_limit_bytes, user) {
+        match count {
             Ok(count) if count.amount >= limit => {
                 return Err(ToolError::Refused(format!(
                     "your own Grail budget for today is used up: your queries scanned {} of {} allowed per UTC day \
@@ -99,10 +117,14 @@ pub async fn record(ctx: &ToolContext, scanned: u64) {
     let budget = ctx.state.budget;
     let store = &ctx.state.store;
     let mut totals = ctx.record.totals();
+    // The query already ran: counting it gets a second even when the answer's deadline is close.
+    let deadline = ctx.deadline.max(crate::deadline::Deadline::after(
+        std::time::Duration::from_secs(1),
+    ));
     // Without a limit nothing is counted in a shared table (no cost for a number nobody reads);
     // the in-memory count is kept for get_grail_budget.
     if budget.limit_bytes.is_some() || store.name() == "memory" {
-        match store.add(DEPLOYMENT_KEY, scanned, None, ctx.deadline).await {
+        match store.add(DEPLOYMENT_KEY, scanned, None, deadline).await {
             Ok(count) => totals.deployment = Some(count),
             Err(e) => {
                 let _ = on_failure(ctx, &e, "this query's scanned bytes were not counted");
@@ -114,7 +136,7 @@ pub async fn record(ctx: &ToolContext, scanned: u64) {
         // Kept a day past its own, then DynamoDB's TTL removes it.
         let expires = now + until_next_utc_day(now) + 86_400;
         match store
-            .add(&user_key(ctx, now), scanned, Some(expires), ctx.deadline)
+            .add(&user_key(ctx, now), scanned, Some(expires), deadline)
             .await
         {
             Ok(count) => totals.user = Some(count),
@@ -333,7 +355,10 @@ pub fn reset_definition() -> ToolDef {
                 .store
                 .reset(DEPLOYMENT_KEY, ctx.deadline)
                 .await
-                .map_err(|e| ToolError::Refused(format!("{e}: nothing was reset")))?;
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "the Grail budget could not be reset");
+                    ToolError::Refused(format!("{}: nothing was reset", StateError::PUBLIC))
+                })?;
             tracing::info!(scanned_bytes = before.scanned_bytes, "Grail budget reset by a tool call");
             let output = status(&ctx).await?;
             let text = format!(

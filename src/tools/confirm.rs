@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ToolContext, ToolError, ToolOutput};
 use crate::signing::{HandleError, now_secs};
+use crate::state::StateError;
 
 const KIND: &str = "write-confirmation";
 
@@ -138,19 +139,22 @@ pub async fn check(
     let claimed = ctx
         .state
         .store
-        .claim(&format!("confirm#{}", payload.n), payload.e, ctx.deadline)
+        // Kept a minute past the token's own expiry, so no clock rounding reopens it.
+        .claim(&format!("confirm#{}", payload.n), payload.e + 60, ctx.deadline)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, tool, "a confirmation could not be recorded; the write was not made");
             ToolError::Refused(format!(
-                "{e}, so this confirmation could not be made single-use and nothing was done: call {tool} again \
-                 with the same confirmationToken shortly"
+                "{}, so this confirmation could not be made single-use and nothing was done: call {tool} again \
+                 with the same confirmationToken shortly",
+                StateError::PUBLIC
             ))
         })?;
     if !claimed {
         return Err(ToolError::Refused(format!(
-            "this confirmationToken was already used, so nothing was done again: call {tool} without it for a new preview \
-             if the action really should happen twice"
+            "this confirmationToken was already used, so nothing was done again (if an earlier call with it got no \
+             answer, check whether it took effect): call {tool} without it for a new preview if the action really \
+             should happen twice"
         )));
     }
     Ok(Confirmation::Granted)

@@ -396,8 +396,12 @@ async fn when_the_table_goes_away_writes_fail_closed_and_reads_go_on_without_han
         .as_array()
         .expect("warnings in _meta");
     assert!(
-        warnings[0].as_str().unwrap().contains("dynamodb"),
+        warnings[0].as_str().unwrap().contains("shared state store"),
         "{warnings:?}"
+    );
+    assert!(
+        !read.to_string().contains(TABLE),
+        "no table name in the answer"
     );
     // Fail closed: the read is refused too.
     let started = Instant::now();
@@ -419,6 +423,46 @@ async fn when_the_table_goes_away_writes_fail_closed_and_reads_go_on_without_han
         "a warning line in the log"
     );
     let _ = closed.logs().await;
+}
+
+#[tokio::test]
+async fn a_table_that_never_answers_costs_one_timeout_then_fails_fast() {
+    // An endpoint that accepts connections and never answers (a blackholed VPC endpoint).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let sandbox = Sandbox::start(tenant()).await.unwrap();
+    let instance = Instance::start(&endpoint, &sandbox, &[("MCP_STATE_TABLE", TABLE)]).await;
+    let query = json!({"dqlStatement": "fetch logs | limit 2"});
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = instance.call(None, "execute_dql", query.clone()).await;
+        took.push(started.elapsed());
+        assert!(!is_error(&result), "{result}");
+        assert!(
+            result["_meta"]["dynatrace-mcp/warnings"].is_array(),
+            "{result}"
+        );
+    }
+    eprintln!("table blackholed: execute_dql answered in {took:?}");
+    assert!(
+        took[0] < Duration::from_secs(8),
+        "one bounded wait: {:?}",
+        took[0]
+    );
+    assert!(took[1] < Duration::from_secs(1), "then fast: {:?}", took[1]);
+    assert!(took[2] < Duration::from_secs(1), "then fast: {:?}", took[2]);
+    let logs = instance.logs().await;
+    assert!(
+        logs.contains("not tried again for"),
+        "the breaker says so in the log"
+    );
 }
 
 #[tokio::test]
