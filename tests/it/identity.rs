@@ -15,13 +15,13 @@ use tower::ServiceExt;
 
 use crate::helpers::*;
 
-const ALICE_DT: &str = "dt0s16.ALICE.platform-token-of-alice";
-const BOB_DT: &str = "dt0s16.BOB.platform-token-of-bob";
+pub const ALICE_DT: &str = "dt0s16.ALICE.platform-token-of-alice";
+pub const BOB_DT: &str = "dt0s16.BOB.platform-token-of-bob";
 const SIGNING_KEY: &str = "a-signing-key-for-tests-0123456789abcdef";
 
 /// A tenant that knows alice's and bob's platform tokens besides the server's credential (and
 /// holds few logs, so a thousand queries stay quick in a debug build).
-fn two_user_tenant() -> SandboxConfig {
+pub fn two_user_tenant() -> SandboxConfig {
     let mut config = SandboxConfig::demo();
     config.log_records = 200;
     let all: Vec<String> = ALL_SCOPES.iter().map(|s| s.to_string()).collect();

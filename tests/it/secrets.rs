@@ -12,36 +12,7 @@ use dynatrace_mcp::sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
 use serde_json::json;
 
 use crate::helpers::{AUTH_TOKEN, binary};
-
-struct Moto {
-    url: String,
-    _child: tokio::process::Child,
-}
-
-async fn start_moto() -> Moto {
-    let program = std::env::var("MOTO_SERVER").expect(
-        "MOTO_SERVER is not set: run scripts/test.sh, or `scripts/test-tools.sh python` and `source .cache/tools/env.sh`",
-    );
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let child = tokio::process::Command::new(program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("moto_server starts");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{url}/moto-api/")).await.is_ok() {
-            return Moto { url, _child: child };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("moto_server did not answer on {url}");
-}
+use crate::idp::Moto;
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) {
     let config = aws_sdk_secretsmanager::Config::builder()
@@ -75,7 +46,7 @@ fn command(moto: &Moto, secret_variable: &str, secret_id: &str) -> tokio::proces
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn settings_come_from_the_secret_at_cold_start() {
-    let moto = start_moto().await;
+    let moto = Moto::start().await;
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
     let mut secret = serde_json::Map::new();
     for (k, v) in sandbox.settings_pairs() {
@@ -166,7 +137,7 @@ async fn start_up_error(moto: &Moto, variable: &str, secret_id: &str) -> String 
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn a_missing_secret_stops_start_up_with_a_clear_line() {
-    let moto = start_moto().await;
+    let moto = Moto::start().await;
     let error = start_up_error(&moto, "DT_SECRET_ID", "mcp/does-not-exist").await;
     assert!(error.contains("DT_SECRET_ID"), "{error}");
     assert!(error.contains("mcp/does-not-exist"), "{error}");
@@ -176,7 +147,7 @@ async fn a_missing_secret_stops_start_up_with_a_clear_line() {
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn a_secret_without_credentials_stops_start_up_naming_what_is_missing() {
-    let moto = start_moto().await;
+    let moto = Moto::start().await;
     create_secret(&moto, "mcp/no-creds", r#"{"DT_ENVIRONMENT":"https://abc12345.apps.dynatrace.com","MCP_AUTH_TOKEN":"a-long-enough-auth-token"}"#).await;
     let error = start_up_error(&moto, "MCP_SECRET_ID", "mcp/no-creds").await;
     assert!(
@@ -189,7 +160,7 @@ async fn a_secret_without_credentials_stops_start_up_naming_what_is_missing() {
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn a_malformed_secret_value_is_refused_without_echoing_it() {
-    let moto = start_moto().await;
+    let moto = Moto::start().await;
     create_secret(&moto, "mcp/not-json", "DT_PLATFORM_TOKEN=dt0s16.VERYSECRET").await;
     let error = start_up_error(&moto, "DT_SECRET_ID", "mcp/not-json").await;
     assert!(error.contains("not JSON"), "{error}");

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
 };
-use dynatrace_mcp::sandbox::{ALL_SCOPES, Sandbox, SandboxConfig};
+use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -21,8 +21,7 @@ use crate::helpers::{AUTH_TOKEN, binary};
 use crate::idp::Moto;
 
 const TABLE: &str = "dynatrace-mcp-state";
-const ALICE_DT: &str = "dt0s16.ALICE.platform-token-of-alice";
-const BOB_DT: &str = "dt0s16.BOB.platform-token-of-bob";
+use crate::identity::{ALICE_DT, BOB_DT};
 
 async fn create_table(moto: &Moto) {
     let config = aws_sdk_dynamodb::Config::builder()
@@ -69,12 +68,7 @@ async fn create_table(moto: &Moto) {
 }
 
 fn tenant() -> SandboxConfig {
-    let mut config = SandboxConfig::demo();
-    config.log_records = 200;
-    let all: Vec<String> = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
-    config.platform_tokens.push((ALICE_DT.into(), all.clone()));
-    config.platform_tokens.push((BOB_DT.into(), all));
-    config
+    crate::identity::two_user_tenant()
 }
 
 /// One `dynatrace-mcp serve` process.
@@ -145,6 +139,27 @@ impl Instance {
         let output = self.child.wait_with_output().await.unwrap();
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
+}
+
+/// Runs the operator's `grail-budget` command against the table; it must succeed.
+async fn grail_budget_cli(moto: &Moto, args: &[&str], env: &[(&str, &str)]) {
+    let output = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .envs(env.iter().copied())
+        .arg("grail-budget")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn is_error(result: &Value) -> bool {
@@ -256,37 +271,12 @@ async fn a_grail_budget_spent_through_one_instance_is_spent_for_all() {
     // The model cannot reset a shared budget; the operator's command can.
     let reset = b.call(None, "reset_grail_budget", json!({})).await;
     assert!(is_error(&reset) && text(&reset).contains("nothing was reset"));
-    let output = tokio::process::Command::new(binary())
-        .env_clear()
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .args(["grail-budget", "--table", TABLE, "reset"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    grail_budget_cli(&moto, &["--table", TABLE, "reset"], &[]).await;
     assert!(!is_error(&b.call(None, "execute_dql", query.clone()).await));
 
     // Overshoot: 10 queries started at once across the instances, with a fresh budget of one
     // query: those that passed the check before any finished all run.
-    let output = tokio::process::Command::new(binary())
-        .env_clear()
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("MCP_STATE_TABLE", TABLE)
-        .args(["grail-budget", "reset"])
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success());
+    grail_budget_cli(&moto, &["reset"], &[("MCP_STATE_TABLE", TABLE)]).await;
     let (a_ref, b_ref) = (&a, &b);
     let results: Vec<Value> = futures::stream::iter(0..10)
         .map(|i| {
