@@ -584,19 +584,25 @@ impl Settings {
             ));
         }
 
-        let allowed_origins = source.get("MCP_ALLOWED_ORIGINS").map(split_list);
-        if let Some(origins) = &allowed_origins
-            && let Some(bad) = origins
-                .iter()
-                .find(|o| *o != "null" && !(o.starts_with("https://") || o.starts_with("http://")))
-        {
-            return Err(ConfigError::new(
-                source.origin("MCP_ALLOWED_ORIGINS"),
-                format!(
-                    "expected origins with a scheme separated by commas (e.g. https://app.example.com,http://localhost:*); got `{bad}`"
-                ),
-            ));
-        }
+        // Each origin with its port spelled out: a portless entry means the scheme's default
+        // port, not every port (crate::cors).
+        let allowed_origins = match source.get("MCP_ALLOWED_ORIGINS") {
+            None => None,
+            Some(raw) => Some(
+                split_list(raw)
+                    .iter()
+                    .map(|o| crate::cors::AllowedOrigin::parse(o).map(|o| o.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|problem| {
+                        ConfigError::new(
+                            source.origin("MCP_ALLOWED_ORIGINS"),
+                            format!(
+                                "expected origins separated by commas (e.g. https://app.example.com,http://localhost:*); {problem}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
 
         let default_timeout = match front_door {
             FrontDoor::Lambda | FrontDoor::Http => 25,

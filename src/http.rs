@@ -27,6 +27,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use crate::cors::{self, AllowedOrigin};
 use crate::deadline::{Deadline, RequestDeadline};
 use crate::identity::audit::RequestId;
 use crate::identity::authenticator::GatewayClaims;
@@ -77,12 +78,22 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         state: state.clone(),
     });
 
+    let front = Arc::new(Front {
+        origins: options
+            .allowed_origins
+            .iter()
+            .filter_map(|o| AllowedOrigin::parse(o).ok())
+            .collect(),
+        max_request_bytes: options.max_request_bytes,
+    });
     let mcp_routes = Router::new()
         .route("/mcp", any_service(mcp.clone()))
         .route("/", any_service(mcp))
+        .layer(middleware::from_fn(parse_errors))
         .layer(middleware::from_fn(normalise_accept))
         .layer(middleware::from_fn_with_state(guard.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(guard, attach_deadline));
+        .layer(middleware::from_fn_with_state(guard, attach_deadline))
+        .layer(middleware::from_fn_with_state(front, browser_and_size));
 
     Router::new()
         .route("/health", get(health))
@@ -94,6 +105,97 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         .with_state(state)
         .merge(mcp_routes)
         .fallback(not_found)
+}
+
+/// What the outermost layer checks: the browser origin (CORS) and the announced body size.
+struct Front {
+    origins: Vec<AllowedOrigin>,
+    max_request_bytes: usize,
+}
+
+/// CORS for allowed browser origins (a preflight is answered here, before authentication, as
+/// browsers send it without credentials), and a body announced larger than the limit refused
+/// with 413 at once, before any of it is read (`Expect: 100-continue` included).
+async fn browser_and_size(
+    State(front): State<Arc<Front>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let allowed = origin
+        .as_deref()
+        .filter(|o| front.origins.iter().any(|a| a.matches(o)))
+        .map(str::to_string);
+    if request.method() == http::Method::OPTIONS {
+        let mut response = match (&origin, &allowed) {
+            (_, Some(_)) => StatusCode::NO_CONTENT.into_response(),
+            (Some(_), None) => jsonrpc_error(
+                StatusCode::FORBIDDEN,
+                -32600,
+                "Forbidden: this origin is not allowed (MCP_ALLOWED_ORIGINS)",
+            ),
+            (None, None) => {
+                let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(cors::ALLOW_METHODS));
+                response
+            }
+        };
+        if let Some(origin) = &allowed {
+            let headers = response.headers_mut();
+            cors_headers(headers, origin);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(cors::ALLOW_METHODS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(cors::ALLOW_HEADERS),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        return response;
+    }
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut response = if announced.is_some_and(|len| len > front.max_request_bytes as u64) {
+        jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            &format!(
+                "the request body is larger than {} bytes (MCP_MAX_REQUEST_BYTES)",
+                front.max_request_bytes
+            ),
+        )
+    } else {
+        next.run(request).await
+    };
+    if let Some(origin) = &allowed {
+        cors_headers(response.headers_mut(), origin);
+    }
+    response
+}
+
+fn cors_headers(headers: &mut http::HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(cors::EXPOSE_HEADERS),
+    );
 }
 
 struct Guard {
@@ -368,6 +470,75 @@ fn reject(state: &AppState, rejection: Rejection) -> Response {
             &format!("Bad request: {reason}"),
         ),
     }
+}
+
+/// A body that is not JSON, or cannot be read, is the client's mistake: 400 with JSON-RPC's
+/// parse error (-32700), where rmcp answers 415 (for a JSON content type) or 500 (a malformed
+/// chunked body).
+async fn parse_errors(request: Request<Body>, next: Next) -> Response {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = failed.clone();
+    let request = request.map(|body| {
+        Body::new(http_body_util::BodyExt::map_err(body, move |e| {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            e
+        }))
+    });
+    let response = next.run(request).await;
+    let status = response.status();
+    if status == StatusCode::INTERNAL_SERVER_ERROR
+        && failed.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            "Parse error: the request body could not be read (is its chunked encoding well-formed?)",
+        );
+    }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && json {
+        let detail = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let detail = detail
+            .strip_prefix("fail to deserialize request body ")
+            .unwrap_or(&detail)
+            .trim();
+        // JSON that parses but is no JSON-RPC message is an invalid request; anything else a
+        // parse error.
+        let shape = [
+            "missing field",
+            "unknown variant",
+            "invalid type",
+            "invalid value",
+            "did not match",
+        ]
+        .iter()
+        .any(|k| detail.contains(k));
+        let (code, what) = if shape {
+            (
+                -32600,
+                "Invalid request: the body is JSON but not a JSON-RPC message",
+            )
+        } else {
+            (-32700, "Parse error: the body is not valid JSON")
+        };
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            code,
+            &format!("{what} ({})", crate::identity::audit::cut(detail, 200)),
+        );
+    }
+    response
 }
 
 /// Streamable HTTP clients must accept both JSON and SSE. Plain HTTP tools (`curl` sends

@@ -7,6 +7,7 @@
 //! | [`config`] | `Settings`: environment, CLI flags and the Secrets Manager JSON, validated once; secrets stay `SecretString` |
 //! | [`secrets`] | reads the Secrets Manager secret at cold start |
 //! | [`startup`] | builds the shared `AppState` and the axum `Router` (used by `main`, the tests and the benchmark) |
+//! | [`cors`] | browser origins: parsed once, matched with their ports, answered with CORS |
 //! | [`http`] | the Router: MCP at `POST /mcp` and `POST /`, `GET /health`, the OAuth resource metadata, Accept normalisation, limits |
 //! | [`identity`] | who is calling: static token, OAuth JWTs, API Gateway authorizer claims, pass-through Dynatrace tokens; scopes → tool groups; rate limit; audit |
 //! | [`lambda`] | runs the same Router under `lambda_http`, with a per-request deadline from the Lambda context |
@@ -21,6 +22,7 @@
 //! on [`tools::ToolContext`] and returns [`tools::ToolOutput`], so an SDK upgrade touches the adapter only.
 
 pub mod config;
+pub mod cors;
 pub mod deadline;
 pub mod dynatrace;
 pub mod http;

@@ -183,7 +183,7 @@ impl ServerHandler for McpServer {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool `{}`: call tools/list for the tools this server offers",
-                    request.name
+                    audit::cut(&request.name, 64)
                 ),
                 None,
             ));

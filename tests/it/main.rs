@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod davis;
 mod grail;
+mod hardening;
 mod identity;
 mod idp;
 mod lambda;
