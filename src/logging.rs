@@ -60,7 +60,16 @@ fn filter_for(level: LogLevel, audit: bool) -> EnvFilter {
         other => other.as_filter(),
     };
     let audit = if audit { "info" } else { "off" };
-    EnvFilter::new(format!("{deps},dynatrace_mcp={ours},audit={audit}"))
+    // rmcp logs whole requests and results at debug and trace (tool arguments: email bodies,
+    // recipients, DQL, confirmation tokens). Logs shipped to CloudWatch at `trace` must still be
+    // safe to keep: rmcp stays at info at most.
+    let rmcp = match level {
+        LogLevel::Trace | LogLevel::Debug => "info",
+        _ => deps,
+    };
+    EnvFilter::new(format!(
+        "{deps},rmcp={rmcp},dynatrace_mcp={ours},audit={audit}"
+    ))
 }
 
 /// Installs the global subscriber. Calling it twice (tests) is harmless.

@@ -600,13 +600,19 @@ async fn audit_lines_name_the_caller_and_the_cost_and_hold_no_secret() {
         "bob's fingerprint differs from alice's"
     );
     assert_eq!(audit[3]["tool"], "send_email");
-    // Nothing secret anywhere in the logs, at trace level.
+    // Nothing secret anywhere in the logs, at trace level: no credential, and none of what the
+    // tools were sent (an email's body, a confirmation token), which rmcp would log whole.
     for secret in [
         AUTH_TOKEN,
         ALICE_DT,
         BOB_DT,
         dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET,
+        "secret body text",
+        confirmation.as_str(),
     ] {
-        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret:.12}…"
+        );
     }
 }
