@@ -27,6 +27,35 @@ use crate::identity::authenticator::GatewayClaims;
 /// Kept back from the invocation deadline for serialising and returning the answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1500);
 
+/// The error type an init failure is reported with: a bad or missing setting, or a secret that
+/// could not be read, is the function's configuration.
+pub const INIT_ERROR_TYPE: &str = "Runtime.ConfigurationError";
+
+/// Tells the Lambda Runtime API why the function could not start (`/runtime/init/error`), so the
+/// invocation fails with that reason instead of a bare `Runtime.ExitError`. Best effort: the
+/// process exits after it either way. The message is a configuration line, which never holds a
+/// secret value.
+pub async fn report_init_error(message: &str) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = serde_json::json!({
+        "errorMessage": message,
+        "errorType": INIT_ERROR_TYPE,
+        "stackTrace": [],
+    });
+    let sent = reqwest::Client::new()
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("Lambda-Runtime-Function-Error-Type", INIT_ERROR_TYPE)
+        .json(&body)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not report the init error to the Lambda Runtime API");
+    }
+}
+
 /// Runs the Router as a Lambda function until the runtime stops it.
 pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
     let service = tower::service_fn(move |request: Request| {

@@ -82,9 +82,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let result = runtime.block_on(async move {
-        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-            return run_lambda().await;
+        if on_lambda {
+            let result = run_lambda().await;
+            if let Err(e) = &result {
+                lambda::report_init_error(&format!("{e:#}")).await;
+            }
+            return result;
         }
         match cli.command.unwrap_or(Command::Stdio) {
             Command::Serve { host, port } => run_serve(SocketAddr::new(host, port)).await,
@@ -97,6 +102,14 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // On Lambda the log is JSON lines (CloudWatch): the reason is one of them.
+        Err(e) if on_lambda => {
+            eprintln!(
+                "{}",
+                serde_json::json!({"level": "ERROR", "message": "start-up failed", "error": format!("{e:#}")})
+            );
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("dynatrace-mcp: {e:#}");
             ExitCode::FAILURE

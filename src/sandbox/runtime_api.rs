@@ -35,6 +35,8 @@ pub struct RuntimeApi {
     queued: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     first_next: Mutex<Option<Instant>>,
+    /// What the function posted to `/runtime/init/error`: its error type header and body.
+    init_error: Mutex<Option<(String, Value)>>,
 }
 
 impl RuntimeApi {
@@ -54,11 +56,21 @@ impl RuntimeApi {
                 "/2018-06-01/runtime/invocation/{id}/error",
                 axum::routing::post(error),
             )
+            .route(
+                "/2018-06-01/runtime/init/error",
+                axum::routing::post(init_error),
+            )
             .with_state(api.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, router).await });
         Ok((api, addr))
+    }
+
+    /// The init error the function reported, if any: the `Lambda-Runtime-Function-Error-Type`
+    /// header and the JSON body.
+    pub fn init_error(&self) -> Option<(String, Value)> {
+        self.init_error.lock().unwrap().clone()
     }
 
     /// When the function first asked for work (the end of its init), if it has.
@@ -142,6 +154,21 @@ async fn error(
     body: axum::body::Bytes,
 ) -> StatusCode {
     api.answer(&id, json!({"runtimeError": String::from_utf8_lossy(&body)}));
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(
+    State(api): State<Arc<RuntimeApi>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let error_type = headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    *api.init_error.lock().unwrap() = Some((error_type, body));
     StatusCode::ACCEPTED
 }
 

@@ -162,6 +162,30 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
 }
 
 #[tokio::test]
+async fn a_start_up_failure_is_reported_to_the_runtime_api_as_a_json_line() {
+    let (api, runtime_addr) = RuntimeApi::start().await.unwrap();
+    let output = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
+        .env("DT_ENVIRONMENT", "https://abc12345.apps.dynatrace.com")
+        .env("DT_PLATFORM_TOKEN", "dt0s16.SECRETSECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let (error_type, body) = api.init_error().expect("an init error was posted");
+    assert_eq!(error_type, "Runtime.ConfigurationError");
+    assert_eq!(body["errorType"], "Runtime.ConfigurationError");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(message.contains("MCP_AUTH_TOKEN"), "{message}");
+    assert!(!message.contains("SECRETSECRET"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last: Value = serde_json::from_str(stderr.lines().last().unwrap()).expect("a JSON line");
+    assert_eq!(last["level"], "ERROR");
+    assert!(!stderr.contains("SECRETSECRET"));
+}
+
+#[tokio::test]
 async fn a_lambda_without_an_auth_token_refuses_to_start() {
     let output = tokio::process::Command::new(binary())
         .env_clear()
