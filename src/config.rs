@@ -81,6 +81,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MCP_STATE_TABLE",
     "MCP_STATE_FAIL_CLOSED",
     "DT_GRAIL_USER_BUDGET_GB",
+    "MCP_HEADER_READ_TIMEOUT_SECONDS",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -439,6 +440,9 @@ pub struct Settings {
     /// The longest a tool call may take, before any Lambda deadline is applied.
     pub tool_timeout: Duration,
     pub max_request_bytes: usize,
+    /// `MCP_HEADER_READ_TIMEOUT_SECONDS` (`serve`): how long a client may take to send a request's
+    /// headers, an idle keep-alive connection included, before the connection is closed.
+    pub header_read_timeout: Duration,
     /// `MCP_RESULT_MAX_BYTES`: size budget of one tool result.
     pub result_budget_bytes: usize,
     /// `DT_CA_BUNDLE`: extra PEM roots trusted for outbound HTTPS, beside the system's.
@@ -634,6 +638,21 @@ impl Settings {
             },
         };
 
+        // Longer than an ALB's default idle timeout (60 s), so the load balancer, not this server,
+        // closes idle keep-alive connections (AWS's advice, against 502s on a closing connection).
+        let header_read_timeout = match source.get("MCP_HEADER_READ_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(75),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(secs @ 1..=3600) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::new(
+                        source.origin("MCP_HEADER_READ_TIMEOUT_SECONDS"),
+                        "expected a whole number of seconds between 1 and 3600",
+                    ));
+                }
+            },
+        };
+
         let result_budget_bytes = match source.get("MCP_RESULT_MAX_BYTES") {
             None => DEFAULT_RESULT_MAX_BYTES,
             Some(raw) => match raw.parse::<usize>() {
@@ -746,6 +765,7 @@ impl Settings {
             log_level: LogLevel::from_source(source)?,
             tool_timeout,
             max_request_bytes,
+            header_read_timeout,
             result_budget_bytes,
             ca_bundle,
             signing_key,

@@ -107,6 +107,66 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         .fallback(not_found)
 }
 
+/// Serves `router` on `listener` (HTTP/1.1) until `shutdown` is cancelled; then stops accepting,
+/// lets each connection finish its request in flight (idle ones close), and returns when all have.
+///
+/// Unlike `axum::serve`, hyper runs here with a timer, so a client that sends its headers a byte
+/// at a time (slowloris) is cut off after `header_read_timeout` instead of holding its connection
+/// for as long as it likes. The timeout also covers an idle keep-alive connection waiting for its
+/// next request.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    // Closed now, not when the last connection is done: new clients are refused at once (an ALB
+    // or ECS moves them to another task).
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
 /// What the outermost layer checks: the browser origin (CORS) and the announced body size.
 struct Front {
     origins: Vec<AllowedOrigin>,

@@ -189,27 +189,39 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
+    let header_read_timeout = settings.header_read_timeout;
     let state = startup::build_state(settings)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     tracing::info!(address = %bind, "serving MCP at POST /mcp and POST /, health at GET /health");
-    serve_until_signal(listener, http::router(state, options), shutdown).await
+    serve_until_signal(
+        listener,
+        http::router(state, options),
+        shutdown,
+        header_read_timeout,
+    )
+    .await
 }
 
 async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: CancellationToken,
+    header_read_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let signal = shutdown.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            signal.cancel();
-        })
-        .await?;
+    // The signal stops accepting and lets connections finish; rmcp's own token (`shutdown`, which
+    // cancels the calls it is serving) only once they have.
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        signal.cancel();
+    });
+    http::serve(listener, router, stop, header_read_timeout).await?;
+    shutdown.cancel();
+    tracing::info!("every request finished; stopped");
     Ok(())
 }
 
@@ -298,7 +310,13 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
          Press Ctrl-C to stop.",
         sandbox = sandbox.url()
     );
-    serve_until_signal(listener, http::router(state, options), shutdown).await
+    serve_until_signal(
+        listener,
+        http::router(state, options),
+        shutdown,
+        settings.header_read_timeout,
+    )
+    .await
 }
 
 async fn run_sandbox(port: u16) -> anyhow::Result<()> {

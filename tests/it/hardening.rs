@@ -200,3 +200,129 @@ async fn malformed_json_and_a_malformed_chunked_body_are_answered_400() {
     .await;
     assert!(status.contains(" 400 "), "{status}");
 }
+
+/// `dynatrace-mcp serve` against a sandbox, with extra settings; returns the child and its port.
+async fn serve_binary(
+    sandbox: &dynatrace_mcp::sandbox::Sandbox,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(binary())
+        .env_clear()
+        .envs(sandbox.settings_pairs())
+        .envs(env.iter().copied())
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (child, port)
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
+    let sandbox =
+        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+            .await
+            .unwrap();
+    let (_child, port) = serve_binary(&sandbox, &[("MCP_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let head = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    stream.write_all(head).await.unwrap();
+    let mut closed_after = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if stream.write_all(b"a").await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("the server closed the connection");
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "cut off after {closed_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
+    let sandbox =
+        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+            .await
+            .unwrap();
+    sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+        Duration::from_millis(1500),
+    ));
+    let (mut child, port) = serve_binary(&sandbox, &[]).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 2"}}}))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "no new connection after SIGTERM"
+    );
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        answer["result"]["structuredContent"]["status"], "succeeded",
+        "{answer}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
