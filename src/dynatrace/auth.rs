@@ -283,11 +283,9 @@ pub(crate) fn transport_error(error: reqwest::Error, what: &'static str) -> Dyna
             "{what}: connection failed ({})",
             root_cause(&error)
         ))
-    } else if error.is_decode() || error.is_body() {
-        DynatraceError::Network(format!(
-            "{what}: the response was cut off ({})",
-            root_cause(&error)
-        ))
+    } else if error.is_decode() || error.is_body() || error.is_request() {
+        // Connected, then broken off (reset, cut-off body, a proxy closing on us).
+        DynatraceError::Interrupted(format!("{what}: {}", root_cause(&error)))
     } else {
         DynatraceError::Network(format!("{what}: {}", root_cause(&error)))
     }

@@ -70,6 +70,13 @@ pub enum DynatraceError {
     #[error("could not reach Dynatrace: {0}")]
     Network(String),
 
+    /// Dynatrace (or a proxy on the way) was reached, but the exchange broke off: a reset
+    /// connection, a cut-off body.
+    #[error(
+        "the connection to Dynatrace broke off before its answer was complete ({0}); try again"
+    )]
+    Interrupted(String),
+
     #[error("Dynatrace sent a response this server could not read ({context}): {message}")]
     Decode { context: String, message: String },
 
@@ -167,6 +174,7 @@ impl DynatraceError {
             DynatraceError::RateLimited { .. }
                 | DynatraceError::Upstream { .. }
                 | DynatraceError::Network(_)
+                | DynatraceError::Interrupted(_)
                 | DynatraceError::Timeout { .. }
         )
     }

@@ -21,6 +21,7 @@ pub fn kind(error: &ToolError) -> &'static str {
             DynatraceError::Upstream { .. } | DynatraceError::UnexpectedStatus { .. } => "upstream",
             DynatraceError::Timeout { .. } => "timeout",
             DynatraceError::Network(_) => "network",
+            DynatraceError::Interrupted(_) => "interrupted",
             DynatraceError::Decode { .. } => "decode",
             DynatraceError::TokenRequest { .. } => "token_request",
             DynatraceError::NoCredential => "no_credential",
@@ -39,11 +40,38 @@ pub fn message(tool: &str, error: &ToolError) -> String {
         ToolError::Dynatrace(DynatraceError::BadRequest { .. }) => {
             format!("{tool}: {error}. Fix the statement or arguments and try again.")
         }
-        ToolError::Dynatrace(DynatraceError::Timeout { .. }) => format!(
+        // Only a query can be made cheaper; a token request or another call that hung is retried.
+        ToolError::Dynatrace(DynatraceError::Timeout { what }) if what.contains("SSO") => format!(
+            "{tool}: {error}. The Dynatrace SSO token endpoint did not answer in time: try again shortly; \
+             if it persists, check the network path to it (proxy, NAT, DT_SSO_URL)."
+        ),
+        ToolError::Dynatrace(DynatraceError::Timeout { .. }) if runs_dql(tool) => format!(
             "{tool}: {error}. Narrow the query (shorter timeframe, more filters, a limit) or try again."
         ),
+        ToolError::Dynatrace(DynatraceError::Timeout { .. }) => {
+            format!("{tool}: {error}. Try again shortly.")
+        }
         ToolError::Dynatrace(_) => format!("{tool}: {error}."),
     }
+}
+
+/// Whether a tool's work is a Grail query (which a narrower statement makes faster).
+fn runs_dql(tool: &str) -> bool {
+    matches!(
+        tool,
+        "execute_dql"
+            | "list_problems"
+            | "get_problem_details"
+            | "list_vulnerabilities"
+            | "list_exceptions"
+            | "get_kubernetes_events"
+            | "find_entity_by_name"
+            | "get_entity_name"
+            | "list_tags"
+            | "find_entities_by_tag"
+            | "list_buckets"
+            | "describe_bucket"
+    )
 }
 
 #[cfg(test)]
@@ -64,5 +92,17 @@ mod tests {
         });
         assert!(message("execute_dql", &e).contains("storage:logs:read"));
         assert_eq!(kind(&e), "forbidden");
+        let sso = ToolError::Dynatrace(DynatraceError::Timeout {
+            what: "SSO token request",
+        });
+        assert!(message("execute_dql", &sso).contains("SSO token endpoint"));
+        assert!(!message("execute_dql", &sso).contains("Narrow"));
+        let api = ToolError::Dynatrace(DynatraceError::Timeout {
+            what: "Dynatrace API call",
+        });
+        assert!(message("execute_dql", &api).contains("Narrow the query"));
+        assert!(!message("send_email", &api).contains("Narrow"));
+        let cut = ToolError::Dynatrace(DynatraceError::Interrupted("reset".into()));
+        assert!(!message("list_problems", &cut).contains("could not reach"));
     }
 }
