@@ -263,10 +263,7 @@ impl DynatraceClient {
                 .map_err(|e| transport_error(e, "Dynatrace API call"))?;
             let status = response.status().as_u16();
             let retry_after = parse_retry_after(response.headers());
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(e, "Dynatrace API call"))?;
+            let body = read_capped(response, &request.what).await?;
             tracing::debug!(method = %request.method, path = %request.path, status, "dynatrace call");
             if (200..=299).contains(&status) {
                 return Ok(ApiResponse { status, body });
@@ -325,6 +322,41 @@ impl DynatraceClient {
             }
         }
     }
+}
+
+/// The most of one answer this server reads. Grail answers at most `recordSizeLimitMB` (10 MiB)
+/// of records plus their envelope; anything larger is not a Dynatrace answer worth holding (a
+/// proxy's stream, a runaway body), and reading it whole is how one call could take the memory
+/// of every other.
+pub const UPSTREAM_MAX_BYTES: usize = 24 * 1024 * 1024;
+
+/// Reads a body up to [`UPSTREAM_MAX_BYTES`]: refused at once when its announced length is
+/// larger, stopped as soon as it grows past the cap.
+async fn read_capped(mut response: reqwest::Response, what: &str) -> Result<Bytes, DynatraceError> {
+    let too_large = || DynatraceError::TooLarge {
+        what: what.to_string(),
+        limit: UPSTREAM_MAX_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > UPSTREAM_MAX_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(
+        response.content_length().unwrap_or(0).min(1 << 20) as usize,
+    );
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(e, "Dynatrace API call"))?
+    {
+        if body.len() + chunk.len() > UPSTREAM_MAX_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Percent-encodes one path segment (an id or a name from user input), so it can never add

@@ -70,6 +70,14 @@ pub enum DynatraceError {
     #[error("could not reach Dynatrace: {0}")]
     Network(String),
 
+    /// The answer was larger than this server reads ([`super::client::UPSTREAM_MAX_BYTES`]).
+    #[error(
+        "Dynatrace (or a proxy on the way) sent more than {} MiB for {what}, more than this server reads; \
+         ask for less (a narrower filter or timeframe, a limit, fewer fields)",
+        limit / (1024 * 1024)
+    )]
+    TooLarge { what: String, limit: usize },
+
     /// Dynatrace (or a proxy on the way) was reached, but the exchange broke off: a reset
     /// connection, a cut-off body.
     #[error(

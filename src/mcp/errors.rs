@@ -22,6 +22,7 @@ pub fn kind(error: &ToolError) -> &'static str {
             DynatraceError::Timeout { .. } => "timeout",
             DynatraceError::Network(_) => "network",
             DynatraceError::Interrupted(_) => "interrupted",
+            DynatraceError::TooLarge { .. } => "too_large",
             DynatraceError::Decode { .. } => "decode",
             DynatraceError::TokenRequest { .. } => "token_request",
             DynatraceError::NoCredential => "no_credential",

@@ -245,6 +245,8 @@ struct Inner {
     recorded: Mutex<Vec<Recorded>>,
     unexpected: Mutex<Vec<String>>,
     faults: Mutex<Vec<Fault>>,
+    /// Injected answers with a given body (a proxy's page, a huge body), per route.
+    bodies: Mutex<Vec<(Route, u16, Bytes, usize)>>,
     latency: Mutex<Duration>,
     timing: Mutex<QueryTiming>,
     cancelled: Mutex<Vec<String>>,
@@ -288,6 +290,7 @@ impl Sandbox {
             recorded: Mutex::default(),
             unexpected: Mutex::default(),
             faults: Mutex::default(),
+            bodies: Mutex::default(),
             latency: Mutex::new(Duration::ZERO),
             timing: Mutex::new(QueryTiming::Immediate),
             cancelled: Mutex::default(),
@@ -381,6 +384,16 @@ impl Sandbox {
 
     pub fn inject(&self, fault: Fault) {
         self.inner.faults.lock().unwrap().push(fault);
+    }
+
+    /// The next `times` requests to `route` get `status` with exactly `body` (a proxy's HTML page,
+    /// a body far larger than any real answer).
+    pub fn inject_body(&self, route: Route, status: u16, body: Bytes, times: usize) {
+        self.inner
+            .bodies
+            .lock()
+            .unwrap()
+            .push((route, status, body, times));
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -566,6 +579,24 @@ impl Inner {
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        {
+            let mut bodies = self.bodies.lock().unwrap();
+            if let Some(index) = bodies
+                .iter()
+                .position(|(r, _, _, times)| *times > 0 && (*r == route || *r == Route::Any))
+            {
+                let (_, status, body, times) = &mut bodies[index];
+                *times -= 1;
+                let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                let body = body.clone();
+                if *times == 0 {
+                    bodies.remove(index);
+                }
+                return Some(
+                    (status, [("content-type", "application/json")], body).into_response(),
+                );
+            }
         }
         let mut faults = self.faults.lock().unwrap();
         let index = faults

@@ -326,3 +326,50 @@ async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn a_huge_or_foreign_upstream_answer_is_refused_with_a_sentence_and_not_held() {
+    use dynatrace_mcp::sandbox::Route;
+    let app = spawn_app().await;
+    let huge = bytes::Bytes::from(vec![b' '; 50 * 1024 * 1024]);
+    for tool in ["execute_dql", "list_buckets"] {
+        app.sandbox
+            .inject_body(Route::QueryExecute, 200, huge.clone(), 1);
+        let args = if tool == "execute_dql" {
+            json!({"dqlStatement": "fetch logs | limit 2"})
+        } else {
+            json!({})
+        };
+        let started = Instant::now();
+        let result = app.call_tool(tool, args.clone()).await;
+        assert!(is_error(&result), "{tool}");
+        assert!(
+            text_of(&result).contains("more than 24 MiB"),
+            "{tool}: {}",
+            text_of(&result)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The next call is served normally.
+        let result = app.call_tool(tool, args).await;
+        assert!(!is_error(&result), "{tool}: {}", text_of(&result));
+    }
+    // A proxy's HTML page where JSON was expected.
+    app.sandbox.inject_body(
+        Route::QueryExecute,
+        200,
+        bytes::Bytes::from_static(b"<html><body>Access denied by proxy</body></html>"),
+        1,
+    );
+    let result = app
+        .call_tool(
+            "execute_dql",
+            json!({"dqlStatement": "fetch logs | limit 2"}),
+        )
+        .await;
+    assert!(is_error(&result));
+    assert!(
+        text_of(&result).contains("could not read"),
+        "{}",
+        text_of(&result)
+    );
+}
