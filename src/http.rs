@@ -7,11 +7,14 @@
 //! - `GET /.well-known/oauth-protected-resource[/…]`: the OAuth Protected Resource Metadata
 //!   (RFC 9728), when `MCP_OAUTH_ISSUER` is set; no auth.
 //!
-//! Layers on the MCP routes, outermost first: the per-request deadline and request id, identity
-//! (`crate::identity`: static token, OAuth JWT, gateway claims, pass-through token; 401/403 with
-//! `WWW-Authenticate` challenges, step-up for calls outside a token's scopes), Accept
-//! normalisation (so a plain `curl` with `Accept: */*` works), then rmcp, which checks
-//! Host/Origin, the body limit and the protocol headers.
+//! Layers on the MCP routes, outermost first: CORS for allowed browser origins (preflights answered
+//! before authentication) and a body announced past the limit refused with 413; the per-request
+//! deadline and request id; identity (`crate::identity`: static token, OAuth JWT, gateway claims,
+//! pass-through token; 401/403 with `WWW-Authenticate` challenges, step-up for calls outside a
+//! token's scopes); Accept normalisation (so a plain `curl` with `Accept: */*` works); parse errors
+//! as 400/-32700; then rmcp, which checks Host/Origin, the body limit and the protocol headers.
+//!
+//! [`serve`] is the container's accept loop (hyper with a header read timeout, graceful shutdown).
 
 use std::sync::Arc;
 use std::time::Duration;
