@@ -150,16 +150,16 @@ if [ -n "$render_dir" ]; then
 fi
 
 if [ -n "$STATE_TABLE" ]; then
-  if out="$(aws dynamodb describe-table --table-name "$STATE_TABLE" --query Table.TableStatus --output text 2>&1)"; then
-    say "state table $STATE_TABLE exists ($out)"
-  elif printf '%s' "$out" | grep -q ResourceNotFoundException; then
+  if described="$(aws dynamodb describe-table --table-name "$STATE_TABLE" --query Table.TableStatus --output text 2>&1)"; then
+    say "state table $STATE_TABLE exists ($described)"
+  elif printf '%s' "$described" | grep -q ResourceNotFoundException; then
     say "creating the state table $STATE_TABLE (on-demand, TTL on expires_at)"
     aws dynamodb create-table --table-name "$STATE_TABLE" --billing-mode PAY_PER_REQUEST \
       --attribute-definitions AttributeName=pk,AttributeType=S --key-schema AttributeName=pk,KeyType=HASH \
       --query TableDescription.TableArn --output text >/dev/null || die "create-table $STATE_TABLE failed"
     aws dynamodb wait table-exists --table-name "$STATE_TABLE" || die "table $STATE_TABLE did not become active"
   else
-    die "cannot describe the state table $STATE_TABLE: $out"
+    die "cannot describe the state table $STATE_TABLE: $described"
   fi
   # Every run, so a run that stopped between creating the table and this still ends with TTL on.
   ttl="$(aws dynamodb describe-time-to-live --table-name "$STATE_TABLE" \

@@ -346,8 +346,12 @@ target = aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"
 policy = aas.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"][0]
 assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 10), target
 assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70.0, policy
+env = {e["name"]: e["value"] for e in td["containerDefinitions"][0]["environment"]}
+assert env.get("MCP_STATE_TABLE") == "dynatrace-mcp-state", env
+ttl = boto3.client("dynamodb").describe_time_to_live(TableName="dynatrace-mcp-state")["TimeToLiveDescription"]
+assert ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == "expires_at", ttl
 print(f"ok: service {svc['serviceName']} runs {svc['taskDefinition'].split('/')[-1]}; autoscaling "
-      f"{target['MinCapacity']}-{target['MaxCapacity']} tasks at 70 % CPU")
+      f"{target['MinCapacity']}-{target['MaxCapacity']} tasks at 70 % CPU; state table with TTL on expires_at")
 PY
 }
 # In parallel with the Lambda steps: it mostly waits on the aws CLI and moto.
