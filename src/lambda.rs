@@ -56,13 +56,44 @@ pub async fn report_init_error(message: &str) {
     }
 }
 
+/// The error type of an invocation whose event is not an HTTP request (an S3 notification, a
+/// test event from the console): short and stable, where the runtime would report a Rust type
+/// name.
+pub const INVALID_EVENT_ERROR_TYPE: &str = "InvalidEvent";
+
 /// Runs the Router as a Lambda function until the runtime stops it.
 pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, Diagnostic, LambdaEvent};
+    use lambda_http::request::LambdaRequest;
+    use tower::Service;
+
     let service = tower::service_fn(move |request: Request| {
         let router = router.clone();
         async move { router.oneshot(prepare(request)).await }
     });
-    lambda_http::run(service).await
+    let adapter = lambda_http::Adapter::from(service);
+    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let mut adapter = adapter.clone();
+        async move {
+            let LambdaEvent { payload, context } = event;
+            let request =
+                serde_json::from_value::<LambdaRequest>(payload).map_err(|_| invalid_event())?;
+            adapter
+                .call(LambdaEvent::new(request, context))
+                .await
+                .map_err(|never: std::convert::Infallible| -> Diagnostic { match never {} })
+        }
+    });
+    lambda_runtime::run(handler).await
+}
+
+fn invalid_event() -> lambda_http::lambda_runtime::Diagnostic {
+    lambda_http::lambda_runtime::Diagnostic {
+        error_type: INVALID_EVENT_ERROR_TYPE.to_string(),
+        error_message: "this function answers HTTP events only: API Gateway (REST or HTTP API), \
+            an Application Load Balancer or a Function URL; the event was none of them"
+            .to_string(),
+    }
 }
 
 /// Strips the stage prefix and attaches the deadline. Public for the tests, which feed recorded

@@ -119,6 +119,19 @@ impl ServerHandler for McpServer {
         .with_instructions(INSTRUCTIONS)
     }
 
+    /// rmcp's default answer repeats the method whole; a name a megabyte long comes back cut.
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, McpError> {
+        Err(McpError::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            format!("method not found: `{}`", audit::cut(&request.method, 64)),
+            None,
+        ))
+    }
+
     /// Only the tools the caller's scopes allow.
     async fn list_tools(
         &self,
@@ -206,7 +219,16 @@ impl ServerHandler for McpServer {
             Err(refusal) => Err(refusal),
         };
         let (mut result, outcome) = match outcome {
-            Ok(output) => {
+            Ok(mut output) => {
+                if let Some(structured) = output.structured.as_mut()
+                    && let Some(note) = crate::tools::format::fit_structured(
+                        structured,
+                        self.state.settings.result_budget_bytes,
+                    )
+                {
+                    output.text.push('\n');
+                    output.text.push_str(&note);
+                }
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
                 result.structured_content = output.structured;
                 (result, "ok")
@@ -308,26 +330,16 @@ fn rate_limited(
 
 /// The size of a result as sent: its text blocks plus its structured content.
 fn result_bytes(result: &CallToolResult) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    for block in &result.content {
-        if let Some(text) = block.as_text() {
-            count.0 += text.text.len();
-        }
-    }
-    if let Some(structured) = &result.structured_content {
-        let _ = serde_json::to_writer(&mut count, structured);
-    }
-    count.0
+    let text: usize = result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text())
+        .map(|text| text.text.len())
+        .sum();
+    text + result
+        .structured_content
+        .as_ref()
+        .map_or(0, crate::tools::format::json_len)
 }
 
 /// The request id the HTTP front door attached, if any.

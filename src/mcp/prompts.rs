@@ -196,6 +196,7 @@ pub fn get(name: &str, arguments: &Option<JsonObject>) -> Result<GetPromptResult
             )
         }
         other => {
+            let other = crate::identity::audit::cut(other, 64);
             return Err(McpError::invalid_params(
                 format!(
                     "there is no prompt `{other}`: the prompts are {}",

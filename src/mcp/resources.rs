@@ -29,11 +29,12 @@ pub fn read(uri: &str) -> Result<ReadResourceResult, McpError> {
         REFERENCE_URI => REFERENCE,
         RULE_URI => RULE,
         other => {
+            let other = crate::identity::audit::cut(other, 64);
             return Err(McpError::resource_not_found(
                 format!(
                     "there is no resource `{other}`: the resources are {REFERENCE_URI} and {RULE_URI}"
                 ),
-                Some(serde_json::json!({ "uri": other })),
+                None,
             ));
         }
     };

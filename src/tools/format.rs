@@ -148,10 +148,149 @@ pub fn lenient_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
     }
 }
 
+/// Serialized JSON size, without building the string.
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Fits `structuredContent` into `budget` bytes, keeping it valid for the tool's output schema:
+/// the largest arrays keep their first items (as many as fit), then strings longer than a
+/// sixteenth of the budget are cut. Returns a sentence for the text block saying what was left
+/// out, or `None` when the value already fit.
+///
+/// Tools size their own answers; this is the backstop for an upstream answer far larger than any
+/// tenant sends (a proxy's page, a runaway listing), so a client never receives megabytes the
+/// README promises it will not.
+pub fn fit_structured(value: &mut Value, budget: usize) -> Option<String> {
+    let before = json_len(value);
+    if before <= budget {
+        return None;
+    }
+    let mut cut: Vec<String> = Vec::new();
+    for _ in 0..8 {
+        let size = json_len(value);
+        if size <= budget {
+            break;
+        }
+        let Some((path, array_len)) = largest_array(value, String::new()) else {
+            break;
+        };
+        let Some(Value::Array(items)) = value.pointer_mut(&path) else {
+            break;
+        };
+        if items.is_empty() {
+            break;
+        }
+        let room = budget.saturating_sub(size - array_len);
+        let mut used = 2;
+        let mut keep = 0;
+        for item in items.iter() {
+            let next = used + json_len(item) + usize::from(keep > 0);
+            if next > room {
+                break;
+            }
+            used = next;
+            keep += 1;
+        }
+        let total = items.len();
+        items.truncate(keep);
+        let field = path.rsplit('/').next().unwrap_or_default().to_string();
+        cut.push(format!("`{field}` keeps {keep} of {total} items"));
+    }
+    if json_len(value) > budget {
+        let longest = (budget / 16).max(256);
+        cut_strings(value, longest);
+        cut.push(format!("strings longer than {longest} bytes were cut"));
+    }
+    Some(format!(
+        "structuredContent was {} and is cut to fit MCP_RESULT_MAX_BYTES ({} bytes): {}.",
+        human_bytes(before as u64),
+        budget,
+        cut.join("; ")
+    ))
+}
+
+/// The JSON pointer and serialized size of the largest non-empty array in `value`.
+fn largest_array(value: &Value, at: String) -> Option<(String, usize)> {
+    let mut best: Option<(String, usize)> = None;
+    let mut consider = |candidate: Option<(String, usize)>| {
+        if let Some((path, size)) = candidate
+            && best.as_ref().is_none_or(|(_, b)| size > *b)
+        {
+            best = Some((path, size));
+        }
+    };
+    match value {
+        Value::Array(items) if !items.is_empty() => {
+            consider(Some((at.clone(), json_len(value))));
+            for (i, item) in items.iter().enumerate().take(64) {
+                consider(largest_array(item, format!("{at}/{i}")));
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                consider(largest_array(item, format!("{at}/{key}")));
+            }
+        }
+        _ => {}
+    }
+    best
+}
+
+fn cut_strings(value: &mut Value, longest: usize) {
+    match value {
+        Value::String(s) if s.len() > longest => *s = truncate_utf8(s, longest),
+        Value::Array(items) => items.iter_mut().for_each(|v| cut_strings(v, longest)),
+        Value::Object(map) => map.values_mut().for_each(|v| cut_strings(v, longest)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn fit_structured_keeps_the_first_items_and_then_cuts_strings() {
+        let mut small = json!({"items": [1, 2, 3]});
+        assert_eq!(fit_structured(&mut small, 1000), None);
+        let mut value = json!({
+            "total": 5000,
+            "items": (0..5000).map(|i| json!({"id": i, "name": "n".repeat(50)})).collect::<Vec<_>>(),
+            "nested": {"more": (0..500).map(|i| json!(i)).collect::<Vec<_>>()},
+        });
+        let note = fit_structured(&mut value, 4096).unwrap();
+        assert!(json_len(&value) <= 4096, "{}", json_len(&value));
+        let kept = value["items"].as_array().unwrap();
+        assert!(!kept.is_empty() && kept[0]["id"] == 0, "{note}");
+        assert!(
+            note.contains(&format!("`items` keeps {} of 5000 items", kept.len())),
+            "{note}"
+        );
+        assert_eq!(value["total"], 5000);
+        // One string larger than the budget: no array to shorten, so the string is cut.
+        let mut value = json!({"text": "é".repeat(10_000)});
+        let note = fit_structured(&mut value, 1000).unwrap();
+        assert!(json_len(&value) <= 1000, "{note}");
+        assert!(
+            note.contains("strings longer than 256 bytes were cut"),
+            "{note}"
+        );
+    }
 
     #[test]
     fn compact_rendering_sorts_keys_and_respects_the_budget() {

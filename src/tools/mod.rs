@@ -422,6 +422,8 @@ pub(crate) struct Listing {
     budget: usize,
     pub shown: usize,
     pub left_out: usize,
+    /// The first item alone was larger than the budget and is shown cut.
+    cut: bool,
 }
 
 impl Listing {
@@ -431,6 +433,7 @@ impl Listing {
             budget,
             shown: 0,
             left_out: 0,
+            cut: false,
         }
     }
 
@@ -439,12 +442,27 @@ impl Listing {
             self.left_out += 1;
             return;
         }
-        self.text.push_str(item);
+        let room = self.budget.saturating_sub(self.text.len()).max(256);
+        if item.len() > room {
+            // One item larger than the whole budget: its first lines, up to the budget.
+            let head = format::truncate_utf8(item, room);
+            let head = head.rfind('\n').map_or(head.as_str(), |at| &head[..=at]);
+            self.text.push_str(head);
+            self.text.push_str("…\n");
+            self.cut = true;
+        } else {
+            self.text.push_str(item);
+        }
         self.shown += 1;
     }
 
     /// The text with a closing note when items were left out.
     pub fn finish(mut self, how_to_see_more: &str) -> String {
+        if self.cut {
+            self.text.push_str(&format!(
+                "\n(cut to fit the response budget: {how_to_see_more}.)"
+            ));
+        }
         if self.left_out > 0 {
             self.text.push_str(&format!(
                 "\n{} more left out to fit the response budget: {how_to_see_more}.",

@@ -157,19 +157,43 @@ async fn a_body_announced_larger_than_the_limit_is_refused_at_once() {
     }
 }
 
+/// A name, method or URI a megabyte long is named in the error, cut to a few dozen characters.
 #[tokio::test]
-async fn a_huge_tool_name_is_not_echoed_back_whole() {
+async fn huge_names_methods_and_uris_are_not_echoed_back_whole() {
     let app = spawn_app().await;
-    let name = "x".repeat(200_000);
-    let reply = app
-        .rpc("tools/call", json!({"name": name, "arguments": {}}))
-        .await;
-    assert!(
-        reply.text.len() < 2_000,
-        "answer of {} bytes",
-        reply.text.len()
-    );
-    assert!(reply.text.contains("unknown tool"), "{}", reply.text);
+    let long = "x".repeat(200_000);
+    for (method, params, expect) in [
+        (
+            "tools/call",
+            json!({"name": long, "arguments": {}}),
+            "unknown tool",
+        ),
+        (
+            "prompts/get",
+            json!({"name": long, "arguments": {}}),
+            "there is no prompt",
+        ),
+        (
+            "resources/read",
+            json!({"uri": long}),
+            "there is no resource",
+        ),
+        (long.as_str(), json!({}), "method not found"),
+        (
+            &format!("notifications/{long}"),
+            json!({}),
+            "method not found",
+        ),
+    ] {
+        let reply = app.rpc(method, params).await;
+        assert!(
+            reply.text.len() < 2_000,
+            "{}: answer of {} bytes",
+            &method[..20.min(method.len())],
+            reply.text.len()
+        );
+        assert!(reply.text.contains(expect), "{}", reply.text);
+    }
 }
 
 #[tokio::test]
@@ -371,5 +395,49 @@ async fn a_huge_or_foreign_upstream_answer_is_refused_with_a_sentence_and_not_he
         text_of(&result).contains("could not read"),
         "{}",
         text_of(&result)
+    );
+}
+
+/// An upstream answer far larger than any listing (here 20,000 buckets, 5 MB) reaches the client
+/// cut to `MCP_RESULT_MAX_BYTES`: the text says what `structuredContent` left out, and what is
+/// left still fits the output schema.
+#[tokio::test]
+async fn structured_content_is_cut_to_the_result_budget() {
+    use dynatrace_mcp::sandbox::Route;
+    let app = spawn_app().await;
+    let records: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| {
+            json!({"name": format!("custom_bucket_{i:05}"), "display_name": "x".repeat(200),
+                   "table": "logs", "status": "active", "retention_days": "35",
+                   "estimated_uncompressed_bytes": "1000", "records": "10"})
+        })
+        .collect();
+    let body = json!({"state": "SUCCEEDED", "progress": 100, "ttlSeconds": 60,
+                      "result": {"records": records, "types": [], "metadata": {}}});
+    let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+    assert!(body.len() > 5_000_000);
+    app.sandbox.inject_body(Route::QueryExecute, 200, body, 1);
+    let reply = app
+        .rpc(
+            "tools/call",
+            json!({"name": "list_buckets", "arguments": {}}),
+        )
+        .await;
+    let budget = 131_072;
+    assert!(
+        reply.text.len() < budget * 2,
+        "answer of {} bytes: {}",
+        reply.text.len(),
+        &reply.text[..2000]
+    );
+    let result = &reply.body["result"];
+    assert!(!is_error(result), "{}", text_of(result));
+    let kept = result["structuredContent"]["buckets"].as_array().unwrap();
+    assert!(!kept.is_empty() && kept.len() < 20_000, "{}", kept.len());
+    assert_eq!(kept[0]["name"], "custom_bucket_00000");
+    assert!(
+        text_of(result).contains(&format!("`buckets` keeps {} of 20000 items", kept.len())),
+        "{}",
+        text_of(result)
     );
 }

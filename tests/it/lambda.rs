@@ -124,6 +124,20 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         }
     }
 
+    // An event that is no HTTP request gets a short, stable error type, and the function goes on.
+    let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]});
+    let (_, response) = api.invoke("s3", s3, Duration::from_secs(30)).await.unwrap();
+    let error: Value =
+        serde_json::from_str(response["runtimeError"].as_str().unwrap_or("null")).unwrap();
+    assert_eq!(error["errorType"], "InvalidEvent", "{response}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP events only"),
+        "{error}"
+    );
+
     // The invocation's remaining time bounds a tool call: a query still running when it nears
     // comes back as a handle, well before Lambda would cut the invocation off.
     sandbox.set_query_timing(QueryTiming::Duration(Duration::from_secs(20)));
