@@ -82,6 +82,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MCP_STATE_FAIL_CLOSED",
     "DT_GRAIL_USER_BUDGET_GB",
     "MCP_HEADER_READ_TIMEOUT_SECONDS",
+    "MCP_MAX_CONCURRENT_REQUESTS",
+    "MCP_MAX_CONNECTIONS",
+    "MCP_SHUTDOWN_GRACE_SECONDS",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -443,6 +446,13 @@ pub struct Settings {
     /// `MCP_HEADER_READ_TIMEOUT_SECONDS` (`serve`): how long a client may take to send a request's
     /// headers, an idle keep-alive connection included, before the connection is closed.
     pub header_read_timeout: Duration,
+    /// `MCP_MAX_CONCURRENT_REQUESTS`: MCP requests served at once; past it, 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// `MCP_MAX_CONNECTIONS` (`serve`): open connections; past it, a new one gets 503 and is closed.
+    pub max_connections: usize,
+    /// `MCP_SHUTDOWN_GRACE_SECONDS` (`serve`): after SIGTERM, how long calls in flight may run
+    /// before they are cancelled (and their Grail queries with them).
+    pub shutdown_grace: Duration,
     /// `MCP_RESULT_MAX_BYTES`: size budget of one tool result.
     pub result_budget_bytes: usize,
     /// `DT_CA_BUNDLE`: extra PEM roots trusted for outbound HTTPS, beside the system's.
@@ -653,6 +663,20 @@ impl Settings {
             },
         };
 
+        let max_concurrent_requests =
+            bounded_whole(source, "MCP_MAX_CONCURRENT_REQUESTS", 256, 1, 100_000)? as usize;
+        let max_connections =
+            bounded_whole(source, "MCP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize;
+        // Below ECS's default stopTimeout (30 s): calls are cancelled, and their queries with them,
+        // before the task is killed.
+        let shutdown_grace = Duration::from_secs(bounded_whole(
+            source,
+            "MCP_SHUTDOWN_GRACE_SECONDS",
+            25,
+            0,
+            115,
+        )?);
+
         let result_budget_bytes = match source.get("MCP_RESULT_MAX_BYTES") {
             None => DEFAULT_RESULT_MAX_BYTES,
             Some(raw) => match raw.parse::<usize>() {
@@ -766,6 +790,9 @@ impl Settings {
             tool_timeout,
             max_request_bytes,
             header_read_timeout,
+            max_concurrent_requests,
+            max_connections,
+            shutdown_grace,
             result_budget_bytes,
             ca_bundle,
             signing_key,
@@ -891,6 +918,26 @@ pub(crate) fn parse_endpoint_url(raw: &str) -> Result<Url, String> {
         "http" if is_loopback_host(&host) => Ok(url),
         "http" => Err("http:// is only accepted for a loopback address".to_string()),
         _ => Err("the scheme must be https".to_string()),
+    }
+}
+
+/// A whole number setting within `min..=max`, `default` when unset.
+fn bounded_whole(
+    source: &Source,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match source.get(name) {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::new(
+                source.origin(name),
+                format!("expected a whole number between {min} and {max}"),
+            )),
+        },
     }
 }
 

@@ -48,6 +48,8 @@ pub struct HttpOptions {
     pub max_request_bytes: usize,
     /// The longest a tool call may take before any tighter (Lambda) deadline.
     pub tool_timeout: Duration,
+    /// MCP requests served at once; the next one is answered 503 with `Retry-After` at once.
+    pub max_concurrent_requests: usize,
     /// Cancelled on shutdown: in-flight requests finish, new ones are refused.
     pub shutdown: CancellationToken,
 }
@@ -96,6 +98,10 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         .layer(middleware::from_fn(normalise_accept))
         .layer(middleware::from_fn_with_state(guard.clone(), authenticate))
         .layer(middleware::from_fn_with_state(guard, attach_deadline))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_requests)),
+            shed,
+        ))
         .layer(middleware::from_fn_with_state(front, browser_and_size));
 
     Router::new()
@@ -110,6 +116,30 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         .fallback(not_found)
 }
 
+/// The bounds of [`serve`]'s accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// How long a client may take to send a request's headers (idle keep-alive included).
+    pub header_read_timeout: Duration,
+    /// Open connections; past it, a new connection is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+/// A connection past `MCP_MAX_CONNECTIONS`: a bare 503 with `Retry-After`, then closed.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Server busy: too many connections (MCP_MAX_CONNECTIONS); retry after a second"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
 /// Serves `router` on `listener` (HTTP/1.1) until `shutdown` is cancelled; then stops accepting,
 /// lets each connection finish its request in flight (idle ones close), and returns when all have.
 ///
@@ -121,7 +151,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    header_read_timeout: Duration,
+    limits: ServeLimits,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
@@ -129,7 +159,7 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -146,6 +176,13 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= limits.max_connections {
+            // Answered and closed at once, without reading the request: the client (or the load
+            // balancer) tries again, elsewhere or a second later.
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        }
         let connection = builder.serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(router.clone()),
@@ -161,13 +198,41 @@ pub async fn serve(
                 }
             }
         });
-        while connections.try_join_next().is_some() {}
     }
     // Closed now, not when the last connection is done: new clients are refused at once (an ALB
     // or ECS moves them to another task).
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Past `MCP_MAX_CONCURRENT_REQUESTS` requests in flight, the next is answered 503 with
+/// `Retry-After` at once, before authentication spends any CPU on it: a load balancer or client
+/// retries elsewhere or later, where unbounded queueing would slow every caller to its deadline.
+async fn shed(
+    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        tracing::warn!("shed a request: MCP_MAX_CONCURRENT_REQUESTS requests are in flight");
+        return busy();
+    };
+    next.run(request).await
+}
+
+/// 503 with `Retry-After: 1`: this instance is at its limit.
+fn busy() -> Response {
+    let mut response = jsonrpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        -32000,
+        "Server busy: this instance is serving as many requests as it is allowed \
+         (MCP_MAX_CONCURRENT_REQUESTS); retry after a second",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// What the outermost layer checks: the browser origin (CORS) and the announced body size.

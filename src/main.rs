@@ -189,8 +189,10 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
-    let header_read_timeout = settings.header_read_timeout;
+    let limits = serve_limits(&settings);
+    let grace = settings.shutdown_grace;
     let state = startup::build_state(settings)?;
+    let (stopping, background) = (state.stopping.clone(), state.dynatrace.background().clone());
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
@@ -198,20 +200,45 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     serve_until_signal(
         listener,
         http::router(state, options),
-        shutdown,
-        header_read_timeout,
+        Shutdown {
+            rmcp: shutdown,
+            stopping,
+            background,
+            grace,
+        },
+        limits,
     )
     .await
+}
+
+fn serve_limits(settings: &Settings) -> http::ServeLimits {
+    http::ServeLimits {
+        header_read_timeout: settings.header_read_timeout,
+        max_connections: settings.max_connections,
+    }
+}
+
+/// What a SIGTERM sets in motion.
+struct Shutdown {
+    /// rmcp's token: cancelled once every connection is done.
+    rmcp: CancellationToken,
+    /// The tools' token (`AppState::stopping`): cancelled when the grace period is over.
+    stopping: CancellationToken,
+    /// `MCP_SHUTDOWN_GRACE_SECONDS`.
+    grace: Duration,
+    /// The query cancellations the cancelled calls left behind, awaited before exit.
+    background: tokio_util::task::TaskTracker,
 }
 
 async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    shutdown: CancellationToken,
-    header_read_timeout: Duration,
+    shutdown: Shutdown,
+    limits: http::ServeLimits,
 ) -> anyhow::Result<()> {
-    // The signal stops accepting and lets connections finish; rmcp's own token (`shutdown`, which
-    // cancels the calls it is serving) only once they have.
+    // The signal stops accepting and lets the calls in flight finish. Those still running when
+    // the grace period is over are cancelled (each answers that the server is stopping, and its
+    // Grail query is cancelled), so that ECS's SIGKILL at `stopTimeout` finds nothing running.
     let stop = CancellationToken::new();
     let signal = stop.clone();
     tokio::spawn(async move {
@@ -219,8 +246,31 @@ async fn serve_until_signal(
         tracing::info!("shutting down: finishing in-flight requests");
         signal.cancel();
     });
-    http::serve(listener, router, stop, header_read_timeout).await?;
-    shutdown.cancel();
+    let serving = http::serve(listener, router, stop.clone(), limits);
+    tokio::pin!(serving);
+    let grace = shutdown.grace;
+    tokio::select! {
+        served = &mut serving => served?,
+        _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "calls still running after the grace period are cancelled"
+            );
+            shutdown.stopping.cancel();
+            match tokio::time::timeout(Duration::from_secs(3), &mut serving).await {
+                Ok(served) => served?,
+                Err(_) => tracing::warn!("connections still open after the cancellations; exiting"),
+            }
+        }
+    }
+    shutdown.rmcp.cancel();
+    shutdown.background.close();
+    if tokio::time::timeout(Duration::from_secs(5), shutdown.background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("a query cancellation did not finish within 5 s; exiting");
+    }
     tracing::info!("every request finished; stopped");
     Ok(())
 }
@@ -310,11 +360,17 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
          Press Ctrl-C to stop.",
         sandbox = sandbox.url()
     );
+    let (stopping, background) = (state.stopping.clone(), state.dynatrace.background().clone());
     serve_until_signal(
         listener,
         http::router(state, options),
-        shutdown,
-        settings.header_read_timeout,
+        Shutdown {
+            rmcp: shutdown,
+            stopping,
+            background,
+            grace: settings.shutdown_grace,
+        },
+        serve_limits(&settings),
     )
     .await
 }

@@ -41,6 +41,9 @@ pub struct AppState {
     pub resource_metadata: Option<ResourceMetadata>,
     /// `MCP_RATE_LIMIT`, per principal.
     pub rate_limiter: Option<RateLimiter>,
+    /// Cancelled when the shutdown grace period is over: calls still running stop, and their
+    /// Grail queries are cancelled.
+    pub stopping: CancellationToken,
 }
 
 /// Builds the state from validated settings: the one outbound HTTP client, the token provider,
@@ -111,6 +114,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         signer,
         identity,
         resource_metadata,
+        stopping: CancellationToken::new(),
         rate_limiter,
     }))
 }
@@ -152,6 +156,7 @@ pub fn http_options(
         allowed_origins,
         max_request_bytes: settings.max_request_bytes,
         tool_timeout: settings.tool_timeout,
+        max_concurrent_requests: settings.max_concurrent_requests,
         shutdown,
     }
 }

@@ -3,7 +3,7 @@
 //! Every call goes through [`DynatraceClient::call`], which owns the cross-cutting rules:
 //! - the bearer comes from the [`TokenProvider`] for the call's scope set; a 401 on an OAuth token
 //!   invalidates it and retries once with a fresh one;
-//! - 429 and 503 are retried after `Retry-After` (or a short back-off) while the caller's deadline
+//! - 429 and 503 are retried after `Retry-After` (or a short back-off), plus up to a fifth of jitter, while the caller's deadline
 //!   leaves room, at most [`MAX_RETRIES`] times;
 //! - every request is bounded by the caller's [`Deadline`];
 //! - non-success statuses become typed [`DynatraceError`]s built from the platform's error envelope.
@@ -147,6 +147,8 @@ pub struct DynatraceClient {
     skills: Arc<super::copilot::SkillCache>,
     caller_skills:
         Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<super::copilot::SkillCache>>>>,
+    /// Work left behind by calls (cancelling an abandoned query), awaited at shutdown.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// Callers' skill caches kept at most; past it the map starts over (they refill on demand).
@@ -168,7 +170,13 @@ impl DynatraceClient {
             tokens,
             skills: Arc::default(),
             caller_skills: Arc::default(),
+            background: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// The tasks calls left behind (query cancellations); shutdown waits for them.
+    pub fn background(&self) -> &tokio_util::task::TaskTracker {
+        &self.background
     }
 
     /// A view for one caller: its own token instead of the server's credential when it sent one,
@@ -289,7 +297,8 @@ impl DynatraceClient {
                     return Err(DynatraceError::CallerTokenRejected { message });
                 }
                 429 | 503 => {
-                    let wait = retry_after.unwrap_or(DEFAULT_BACKOFF * 2u32.pow(retries));
+                    let wait =
+                        with_jitter(retry_after.unwrap_or(DEFAULT_BACKOFF * 2u32.pow(retries)));
                     // Only wait when the retry can still finish before the deadline.
                     if retries < MAX_RETRIES
                         && wait + Duration::from_millis(200) < deadline.remaining()
@@ -374,6 +383,13 @@ pub fn path_segment(value: &str) -> String {
     out
 }
 
+/// `wait` plus up to a fifth more (at least 100 ms of spread), so that the instances a 429 or 503
+/// turned away do not all come back in the same millisecond.
+fn with_jitter(wait: Duration) -> Duration {
+    let spread = (wait.as_millis() as u64 / 5).max(100);
+    wait + Duration::from_millis(rand::random_range(0..=spread))
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date; capped at five minutes.
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -412,6 +428,18 @@ mod tests {
         );
         assert_eq!(path_segment("w/1?x=y"), "w%2F1%3Fx%3Dy");
         assert_eq!(path_segment("../.."), "..%2F..");
+    }
+
+    #[test]
+    fn jitter_adds_up_to_a_fifth_and_spreads() {
+        let waits: Vec<Duration> = (0..200)
+            .map(|_| with_jitter(Duration::from_secs(2)))
+            .collect();
+        assert!(waits.iter().all(|w| *w >= Duration::from_secs(2)));
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(2400)));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 50, "{} distinct waits", distinct.len());
+        assert!(with_jitter(Duration::ZERO) <= Duration::from_millis(100));
     }
 
     #[test]

@@ -382,12 +382,13 @@ impl Drop for QueryGuard {
             return;
         };
         tracing::info!("the caller went away while a query was running: cancelling it in Grail");
-        runtime.spawn(async move {
+        let background = client.background().clone();
+        runtime.spawn(background.track_future(async move {
             let deadline = Deadline::after(Duration::from_secs(5));
             if let Err(e) = client.query_cancel(&token, &scopes, deadline).await {
                 tracing::warn!(error = %e, "could not cancel an abandoned query");
             }
-        });
+        }));
     }
 }
 

@@ -205,12 +205,10 @@ impl ServerHandler for McpServer {
         let started = Instant::now();
         let deadline = request_deadline(&context)
             .unwrap_or_else(|| Deadline::after(self.state.settings.tool_timeout));
-        let ctx = ToolContext::new(
-            self.state.clone(),
-            principal.clone(),
-            deadline,
-            context.ct.clone(),
-        );
+        // The call stops when its client goes away or when the server's shutdown grace is over.
+        let cancel = self.state.stopping.child_token();
+        let _linked = link(&context.ct, &cancel);
+        let ctx = ToolContext::new(self.state.clone(), principal.clone(), deadline, cancel);
         let outcome = match self.admit(&ctx, def).await {
             Ok(()) => {
                 def.call(ctx.clone(), request.arguments.unwrap_or_default())
@@ -326,6 +324,22 @@ fn rate_limited(
         limit.period.as_secs(),
         wait.as_secs_f64().ceil().max(1.0) as u64
     ))
+}
+
+/// Cancels `to` when `from` is cancelled, until the returned guard is dropped.
+fn link(
+    from: &tokio_util::sync::CancellationToken,
+    to: &tokio_util::sync::CancellationToken,
+) -> tokio_util::sync::DropGuard {
+    let done = tokio_util::sync::CancellationToken::new();
+    let (from, to, watch) = (from.clone(), to.clone(), done.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = from.cancelled() => to.cancel(),
+            _ = watch.cancelled() => {}
+        }
+    });
+    done.drop_guard()
 }
 
 /// The size of a result as sent: its text blocks plus its structured content.

@@ -220,7 +220,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         let guard = QueryGuard::new(client.clone(), &payload.s);
         let run = tokio::select! {
             run = client.resume_query(&payload.t, &payload.s, ctx.deadline, &guard) => run?,
-            _ = ctx.cancel.cancelled() => return Err(cancelled()),
+            _ = ctx.cancel.cancelled() => return Err(cancelled(&ctx)),
         };
         record_scanned(&ctx, &run).await;
         (run, payload.n, payload.s)
@@ -353,7 +353,7 @@ async fn start_query(
     let guard = QueryGuard::new(client.clone(), &scopes);
     let run = tokio::select! {
         run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
-        _ = ctx.cancel.cancelled() => return Err(cancelled()),
+        _ = ctx.cancel.cancelled() => return Err(cancelled(ctx)),
     };
     record_scanned(ctx, &run).await;
     Ok((run, scopes))
@@ -405,7 +405,14 @@ pub(crate) fn budget_note(ctx: &ToolContext) -> Option<String> {
     budget::note(ctx)
 }
 
-fn cancelled() -> ToolError {
+fn cancelled(ctx: &ToolContext) -> ToolError {
+    if ctx.state.stopping.is_cancelled() {
+        return ToolError::Refused(
+            "this server instance is shutting down and cancelled the query in Grail: \
+             run the same call again (another instance will answer)"
+                .into(),
+        );
+    }
     ToolError::Refused(
         "the call was cancelled by the client; the query was cancelled in Grail".into(),
     )

@@ -441,3 +441,153 @@ async fn structured_content_is_cut_to_the_result_budget() {
         text_of(result)
     );
 }
+
+fn dql_call(id: u64) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 2"}}})
+}
+
+async fn post_raw(url: &str, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Past MCP_MAX_CONCURRENT_REQUESTS, a request is answered 503 with Retry-After at once instead
+/// of queueing behind the slow ones; those admitted are served normally.
+#[tokio::test]
+async fn requests_past_the_concurrency_limit_are_shed_at_once_with_retry_after() {
+    let app = spawn_with(Options {
+        env: vec![("MCP_MAX_CONCURRENT_REQUESTS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    app.sandbox
+        .set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+            Duration::from_millis(1500),
+        ));
+    let url = app.url("/mcp");
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { post_raw(&url, &dql_call(i)).await.status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        let started = Instant::now();
+        let response = post_raw(&url, &dql_call(10 + i)).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("MCP_MAX_CONCURRENT_REQUESTS"),
+            "{body}"
+        );
+    }
+    // Health checks are never shed.
+    let health = reqwest::get(app.url("/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    for task in slow {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    // Slots are given back: the next request is served.
+    assert_eq!(post_raw(&url, &dql_call(99)).await.status(), 200);
+}
+
+/// Past MCP_MAX_CONNECTIONS, `serve` answers a new connection 503 and closes it.
+#[tokio::test]
+async fn connections_past_the_limit_get_a_503_and_are_closed() {
+    let sandbox =
+        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+            .await
+            .unwrap();
+    let (_child, port) = serve_binary(&sandbox, &[("MCP_MAX_CONNECTIONS", "2")]).await;
+    // serve_binary's readiness probe connected and closed; give the server a moment to notice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _held: Vec<_> = futures::future::join_all(
+        (0..2).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", port))),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), third.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed at once")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    assert!(answer.contains("MCP_MAX_CONNECTIONS"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Once a held connection closes, a new one is served.
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = post_raw(&format!("http://127.0.0.1:{port}/mcp"), &dql_call(1)).await;
+    assert_eq!(response.status(), 200);
+}
+
+/// A call still running when the shutdown grace period ends is answered (the server is
+/// stopping, call again), its Grail query is cancelled, and the process exits cleanly.
+#[tokio::test]
+async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_exit() {
+    let sandbox =
+        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+            .await
+            .unwrap();
+    sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+        Duration::from_secs(20),
+    ));
+    let (mut child, port) = serve_binary(&sandbox, &[("MCP_SHUTDOWN_GRACE_SECONDS", "1")]).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let in_flight = tokio::spawn(async move {
+        post_raw(&url, &dql_call(1))
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("answered soon after the grace period")
+        .unwrap();
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("shutting down"), "{answer}");
+    assert_eq!(answer["result"]["isError"], true);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(sandbox.cancelled_queries().len(), 1, "cancelled in Grail");
+}
