@@ -279,10 +279,21 @@ pub(crate) fn transport_error(error: reqwest::Error, what: &'static str) -> Dyna
     if error.is_timeout() {
         DynatraceError::Timeout { what }
     } else if error.is_connect() {
-        DynatraceError::Network(format!(
-            "{what}: connection failed ({})",
-            root_cause(&error)
-        ))
+        let cause = root_cause(&error);
+        let lower = cause.to_ascii_lowercase();
+        let hint = if lower.contains("lookup") || lower.contains("dns") || lower.contains("resolve")
+        {
+            if what.starts_with("SSO") {
+                "; the host name does not resolve: check DT_SSO_URL and this network's DNS"
+            } else {
+                "; the host name does not resolve: check DT_ENVIRONMENT and this network's DNS"
+            }
+        } else if lower.contains("refused") {
+            "; nothing answers at that address: check the URL's host and port, and any proxy"
+        } else {
+            ""
+        };
+        DynatraceError::Network(format!("{what}: connection failed ({cause}){hint}"))
     } else if error.is_decode() || error.is_body() || error.is_request() {
         // Connected, then broken off (reset, cut-off body, a proxy closing on us).
         DynatraceError::Interrupted(format!("{what}: {}", root_cause(&error)))

@@ -210,12 +210,43 @@ fn parse_envelope(body: &[u8]) -> Option<EnvelopeBody> {
 /// At most 300 characters of a non-JSON body, on one line.
 fn short_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
+    if let Some(page) = html_page(&text) {
+        return page;
+    }
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out: String = one_line.chars().take(300).collect();
     if one_line.chars().count() > 300 {
         out.push('…');
     }
     out
+}
+
+/// A proxy's or load balancer's HTML page, named by its title instead of quoted: markup is
+/// noise to a model and may carry whatever the proxy put there.
+fn html_page(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let start = lower.trim_start();
+    if !(start.starts_with("<!doctype html")
+        || start.starts_with("<html")
+        || lower.contains("<body"))
+    {
+        return None;
+    }
+    let title = lower
+        .find("<title>")
+        .map(|at| at + "<title>".len())
+        .and_then(|from| {
+            lower[from..]
+                .find("</title>")
+                .map(|len| &text[from..from + len])
+        })
+        .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|t| !t.is_empty() && t.chars().all(|c| !c.is_control() && c != '<'))
+        .map(|t| format!(" titled \"{}\"", t.chars().take(80).collect::<String>()))
+        .unwrap_or_default();
+    Some(format!(
+        "an HTML page{title} instead of Dynatrace's JSON (a proxy, firewall or load balancer between this server and Dynatrace answered)"
+    ))
 }
 
 fn fmt_message(message: &str) -> String {
@@ -288,6 +319,21 @@ fn sso_sentence(status: u16, error: &str, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_html_page_is_named_by_its_title_not_quoted() {
+        let page =
+            b"<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>";
+        let text = short_body(page);
+        assert!(
+            text.contains("an HTML page titled \"502 Bad Gateway\""),
+            "{text}"
+        );
+        assert!(!text.contains('<'), "{text}");
+        let text = short_body(b"<!DOCTYPE html><body>denied</body>");
+        assert!(text.starts_with("an HTML page instead of"), "{text}");
+        assert_eq!(short_body(b"plain words"), "plain words");
+    }
 
     #[test]
     fn forbidden_names_missing_scopes() {

@@ -207,6 +207,28 @@ pub enum Route {
     SlackSendMessage,
     EventIngest,
     Any,
+    /// Any route but the SSO token endpoint: the next call a tool makes to the platform.
+    Platform,
+}
+
+impl Route {
+    fn covers(self, route: Route) -> bool {
+        self == route || self == Route::Any || (self == Route::Platform && route != Route::Token)
+    }
+}
+
+/// Failures below the HTTP status: the network or a proxy misbehaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// The connection is closed after the request arrives, with no answer at all. Applies to
+    /// [`Route::Token`], or to any other route through [`Route::Any`] / [`Route::Platform`].
+    Reset,
+    /// No answer, ever (until the client gives up).
+    Hang,
+    /// 200 with a JSON body that trickles in a byte every 250 ms and never ends.
+    Drip,
+    /// 200 announcing 4 KiB, of which the first 40 bytes arrive before the connection closes.
+    Truncated,
 }
 
 /// An injected failure: the next `times` requests to `route` get `status` (with `Retry-After`).
@@ -247,6 +269,8 @@ struct Inner {
     faults: Mutex<Vec<Fault>>,
     /// Injected answers with a given body (a proxy's page, a huge body), per route.
     bodies: Mutex<Vec<(Route, u16, Bytes, usize)>>,
+    /// Injected network failures, per route, with how many requests each still applies to.
+    misbehaviours: Mutex<Vec<(Route, Misbehaviour, usize)>>,
     latency: Mutex<Duration>,
     timing: Mutex<QueryTiming>,
     cancelled: Mutex<Vec<String>>,
@@ -291,6 +315,7 @@ impl Sandbox {
             unexpected: Mutex::default(),
             faults: Mutex::default(),
             bodies: Mutex::default(),
+            misbehaviours: Mutex::default(),
             latency: Mutex::new(Duration::ZERO),
             timing: Mutex::new(QueryTiming::Immediate),
             cancelled: Mutex::default(),
@@ -309,13 +334,7 @@ impl Sandbox {
         });
         let router = router(inner.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        tokio::spawn(serve(listener, router, inner.clone(), stopped));
         Ok(Sandbox {
             addr,
             inner,
@@ -396,6 +415,49 @@ impl Sandbox {
             .push((route, status, body, times));
     }
 
+    /// The next `times` requests to `route` fail below HTTP (see [`Misbehaviour`]).
+    pub fn misbehave(&self, route: Route, how: Misbehaviour, times: usize) {
+        self.inner
+            .misbehaviours
+            .lock()
+            .unwrap()
+            .push((route, how, times));
+    }
+
+    /// How many injected failures (faults, bodies, misbehaviours) are still to be served.
+    pub fn pending_faults(&self) -> usize {
+        self.inner
+            .faults
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.times)
+            .sum::<usize>()
+            + self
+                .inner
+                .bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| b.3)
+                .sum::<usize>()
+            + self
+                .inner
+                .misbehaviours
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| m.2)
+                .sum::<usize>()
+    }
+
+    /// Drops every pending fault, injected body and misbehaviour.
+    pub fn clear_faults(&self) {
+        self.inner.faults.lock().unwrap().clear();
+        self.inner.bodies.lock().unwrap().clear();
+        self.inner.misbehaviours.lock().unwrap().clear();
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         *self.inner.latency.lock().unwrap() = latency;
     }
@@ -456,6 +518,98 @@ impl Sandbox {
     /// `fetch events`).
     pub fn ingested_events(&self) -> Vec<Value> {
         self.inner.ingested_requests.lock().unwrap().clone()
+    }
+}
+
+/// The answer of a misbehaving route (all but [`Misbehaviour::Reset`], which [`serve`] does).
+async fn misbehave(how: Misbehaviour) -> Response {
+    use futures::StreamExt;
+    let json = [("content-type", "application/json")];
+    match how {
+        Misbehaviour::Hang | Misbehaviour::Reset => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Misbehaviour::Drip => {
+            let drip = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+            });
+            let body = futures::stream::once(async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{\"state\":\"SUCCEEDED\","))
+            })
+            .chain(drip);
+            (StatusCode::OK, json, axum::body::Body::from_stream(body)).into_response()
+        }
+        Misbehaviour::Truncated => {
+            let body = futures::stream::iter([
+                Ok(Bytes::from_static(
+                    b"{\"state\":\"SUCCEEDED\",\"result\":{\"records\":[",
+                )),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected: connection closed mid-answer",
+                )),
+            ]);
+            let mut response =
+                (StatusCode::OK, json, axum::body::Body::from_stream(body)).into_response();
+            response
+                .headers_mut()
+                .insert("content-length", HeaderValue::from_static("4096"));
+            response
+        }
+    }
+}
+
+/// The tenant's accept loop: hyper's HTTP/1 server, so that an injected [`Misbehaviour::Reset`]
+/// can close a connection without any answer (a service error makes hyper drop it).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    inner: Arc<Inner>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let (router, inner) = (router.clone(), inner.clone());
+        let service = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let (router, inner) = (router.clone(), inner.clone());
+            async move {
+                let token = request.uri().path() == "/sso/oauth2/token";
+                let route = if token { Route::Token } else { Route::Platform };
+                if inner
+                    .take_misbehaviour(|r, how| how == Misbehaviour::Reset && r.covers(route))
+                    .is_some()
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "injected reset",
+                    ));
+                }
+                router
+                    .oneshot(request.map(axum::body::Body::new))
+                    .await
+                    .map_err(|never| match never {})
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .await;
+        });
     }
 }
 
@@ -580,11 +734,16 @@ impl Inner {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        if let Some(how) =
+            self.take_misbehaviour(|r, how| how != Misbehaviour::Reset && r.covers(route))
+        {
+            return Some(misbehave(how).await);
+        }
         {
             let mut bodies = self.bodies.lock().unwrap();
             if let Some(index) = bodies
                 .iter()
-                .position(|(r, _, _, times)| *times > 0 && (*r == route || *r == Route::Any))
+                .position(|(r, _, _, times)| *times > 0 && r.covers(route))
             {
                 let (_, status, body, times) = &mut bodies[index];
                 *times -= 1;
@@ -601,7 +760,7 @@ impl Inner {
         let mut faults = self.faults.lock().unwrap();
         let index = faults
             .iter()
-            .position(|f| f.times > 0 && (f.route == route || f.route == Route::Any))?;
+            .position(|f| f.times > 0 && f.route.covers(route))?;
         let fault = &mut faults[index];
         fault.times -= 1;
         let status =
@@ -622,6 +781,24 @@ impl Inner {
             faults.remove(index);
         }
         Some(response)
+    }
+
+    /// Takes one pending misbehaviour that `applies`.
+    fn take_misbehaviour(
+        &self,
+        applies: impl Fn(Route, Misbehaviour) -> bool,
+    ) -> Option<Misbehaviour> {
+        let mut pending = self.misbehaviours.lock().unwrap();
+        let index = pending
+            .iter()
+            .position(|(r, how, times)| *times > 0 && applies(*r, *how))?;
+        let (_, how, times) = &mut pending[index];
+        let how = *how;
+        *times -= 1;
+        if *times == 0 {
+            pending.remove(index);
+        }
+        Some(how)
     }
 
     fn next_id(&self) -> u64 {

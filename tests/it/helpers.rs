@@ -154,3 +154,11 @@ pub fn is_error(result: &Value) -> bool {
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_dynatrace-mcp")
 }
+
+/// At most `max` characters of `text`, for assertion messages.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod catalog;
 mod davis;
+mod faults;
 mod grail;
 mod hardening;
 mod identity;
