@@ -111,7 +111,7 @@ const FAULTS: &[FaultCase] = &[
 ];
 
 /// Sets `fault` up on the tenant so that it hits the tool's next call.
-fn inject(sandbox: &Sandbox, fault: &str) {
+pub(crate) fn inject(sandbox: &Sandbox, fault: &str) {
     let status = |status: u16, retry_after: Option<&str>, times: usize| {
         sandbox.inject(Fault {
             route: Route::Platform,
@@ -163,7 +163,7 @@ fn huge_body() -> bytes::Bytes {
 
 /// Arguments that succeed against the simulated tenant, for tools whose schema alone does not
 /// say enough (an id that exists, a statement that parses).
-fn sample_arguments(tool: &str) -> Option<Value> {
+pub(crate) fn sample_arguments(tool: &str) -> Option<Value> {
     Some(match tool {
         "get_problem_details" => json!({"problemId": "P-2411120"}),
         "find_entity_by_name" => json!({"entityNames": ["payment"]}),
@@ -197,7 +197,7 @@ fn sample_arguments(tool: &str) -> Option<Value> {
 
 /// Arguments derived from a tool's input schema: each required property gets the first value
 /// of its enum, or a plain value of its type.
-fn from_schema(schema: &Value) -> Value {
+pub(crate) fn from_schema(schema: &Value) -> Value {
     let mut args = serde_json::Map::new();
     let properties = schema["properties"]
         .as_object()
@@ -222,7 +222,7 @@ fn from_schema(schema: &Value) -> Value {
     Value::Object(args)
 }
 
-fn is_write(tool: &Value) -> bool {
+pub(crate) fn is_write(tool: &Value) -> bool {
     tool["annotations"]["readOnlyHint"] == false
         && tool["inputSchema"]["properties"]["confirmationToken"].is_object()
 }
@@ -299,7 +299,7 @@ async fn confirmation(app: &TestApp, name: &str, args: &Value) -> Result<String,
 }
 
 /// Why `text` is not a sentence a model can act on, if it is not.
-fn not_a_sentence(text: &str) -> Option<&'static str> {
+pub(crate) fn not_a_sentence(text: &str) -> Option<&'static str> {
     let text = text.trim();
     let lower = text.to_ascii_lowercase();
     if text.len() < 20 {

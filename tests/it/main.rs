@@ -16,6 +16,7 @@ mod lambda;
 mod oauth;
 mod protocol;
 mod reads;
+mod secret_scan;
 mod secrets;
 mod state;
 mod stdio;
