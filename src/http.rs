@@ -229,9 +229,11 @@ fn busy() -> Response {
         "Server busy: this instance is serving as many requests as it is allowed \
          (MCP_MAX_CONCURRENT_REQUESTS); retry after a second",
     );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    // The request's body was not read, so the connection cannot carry another request: say so,
+    // or a client writes its next request into a closing socket.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -298,14 +300,19 @@ async fn browser_and_size(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let mut response = if announced.is_some_and(|len| len > front.max_request_bytes as u64) {
-        jsonrpc_error(
+        let mut response = jsonrpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             -32600,
             &format!(
                 "the request body is larger than {} bytes (MCP_MAX_REQUEST_BYTES)",
                 front.max_request_bytes
             ),
-        )
+        );
+        // Its body is not read: the connection ends with this answer.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
     } else {
         next.run(request).await
     };

@@ -50,6 +50,9 @@ enum Command {
     Sandbox {
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Delay every answer by this many milliseconds (a tenant far away, for load tests).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
     /// Show or reset the deployment's Grail budget in the shared state table (an operator's action:
     /// needs AWS credentials for the table).
@@ -96,7 +99,7 @@ fn main() -> ExitCode {
             Command::Stdio => run_stdio().await,
             Command::Demo { port, stdio } => run_demo(port, stdio).await,
             Command::Healthcheck { port } => healthcheck(port).await,
-            Command::Sandbox { port } => run_sandbox(port).await,
+            Command::Sandbox { port, latency_ms } => run_sandbox(port, latency_ms).await,
             Command::GrailBudget { table, action } => grail_budget(table, action).await,
         }
     });
@@ -375,13 +378,17 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     .await
 }
 
-async fn run_sandbox(port: u16) -> anyhow::Result<()> {
+async fn run_sandbox(port: u16, latency_ms: u64) -> anyhow::Result<()> {
     let _log = logging::init(LogLevel::from_source(&Source::from_env())?, LogFormat::Text);
     let sandbox = Sandbox::start(SandboxConfig {
         port,
+        // Nothing outside the process could read what it recorded; a long load test would only
+        // grow it.
+        record_requests: false,
         ..SandboxConfig::demo()
     })
     .await?;
+    sandbox.set_latency(Duration::from_millis(latency_ms));
     println!("simulated Dynatrace tenant at {}", sandbox.url());
     println!("settings to use it:");
     for (key, value) in sandbox.settings_pairs() {

@@ -485,6 +485,7 @@ async fn requests_past_the_concurrency_limit_are_shed_at_once_with_retry_after()
         let response = post_raw(&url, &dql_call(10 + i)).await;
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(response.headers()["connection"], "close");
         assert!(started.elapsed() < Duration::from_millis(500));
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(
