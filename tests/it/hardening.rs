@@ -226,6 +226,24 @@ async fn malformed_json_and_a_malformed_chunked_body_are_answered_400() {
 }
 
 /// `dynatrace-mcp serve` against a sandbox, with extra settings; returns the child and its port.
+async fn demo_sandbox() -> dynatrace_mcp::sandbox::Sandbox {
+    dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+        .await
+        .unwrap()
+}
+
+/// Sends SIGTERM, as ECS does.
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 async fn serve_binary(
     sandbox: &dynatrace_mcp::sandbox::Sandbox,
     env: &[(&str, &str)],
@@ -259,10 +277,7 @@ async fn serve_binary(
 
 #[tokio::test]
 async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
-    let sandbox =
-        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
-            .await
-            .unwrap();
+    let sandbox = demo_sandbox().await;
     let (_child, port) = serve_binary(&sandbox, &[("MCP_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -299,39 +314,21 @@ async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
 
 #[tokio::test]
 async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
-    let sandbox =
-        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
-            .await
-            .unwrap();
+    let sandbox = demo_sandbox().await;
     sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
         Duration::from_millis(1500),
     ));
     let (mut child, port) = serve_binary(&sandbox, &[]).await;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let in_flight = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                          "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 2"}}}))
-            .send()
+        post_raw(&url, &dql_call(1))
             .await
-            .unwrap()
             .json::<serde_json::Value>()
             .await
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -509,10 +506,7 @@ async fn requests_past_the_concurrency_limit_are_shed_at_once_with_retry_after()
 /// Past MCP_MAX_CONNECTIONS, `serve` answers a new connection 503 and closes it.
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503_and_are_closed() {
-    let sandbox =
-        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
-            .await
-            .unwrap();
+    let sandbox = demo_sandbox().await;
     let (_child, port) = serve_binary(&sandbox, &[("MCP_MAX_CONNECTIONS", "2")]).await;
     // serve_binary's readiness probe connected and closed; give the server a moment to notice.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -545,10 +539,7 @@ async fn connections_past_the_limit_get_a_503_and_are_closed() {
 /// stopping, call again), its Grail query is cancelled, and the process exits cleanly.
 #[tokio::test]
 async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_exit() {
-    let sandbox =
-        dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
-            .await
-            .unwrap();
+    let sandbox = demo_sandbox().await;
     sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
         Duration::from_secs(20),
     ));
@@ -563,14 +554,7 @@ async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_ex
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = Instant::now();
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
         .await
         .expect("answered soon after the grace period")
