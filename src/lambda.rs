@@ -69,22 +69,96 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
 
     let service = tower::service_fn(move |request: Request| {
         let router = router.clone();
-        async move { router.oneshot(prepare(request)).await }
+        async move {
+            if request
+                .headers()
+                .get(http::header::HOST)
+                .map(|h| h.as_bytes())
+                == Some(INVALID_HOST.as_bytes())
+            {
+                return Ok(invalid_host());
+            }
+            router.oneshot(prepare(request)).await
+        }
     });
     let adapter = lambda_http::Adapter::from(service);
     let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let mut adapter = adapter.clone();
         async move {
-            let LambdaEvent { payload, context } = event;
+            let LambdaEvent {
+                mut payload,
+                context,
+            } = event;
+            replace_invalid_host(&mut payload);
             let request =
                 serde_json::from_value::<LambdaRequest>(payload).map_err(|_| invalid_event())?;
-            adapter
-                .call(LambdaEvent::new(request, context))
-                .await
+            // lambda_http converts the event inside `call` and panics on some malformed ones (a
+            // query or header it cannot put in a URI); that invocation fails with a stable error
+            // type instead of a Rust panic message.
+            let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                adapter.call(LambdaEvent::new(request, context))
+            }))
+            .map_err(|_| invalid_request())?;
+            call.await
                 .map_err(|never: std::convert::Infallible| -> Diagnostic { match never {} })
         }
     });
     lambda_runtime::run(handler).await
+}
+
+/// Stands in for a `Host` header that is no host name: lambda_http (1.3.2) panics building the
+/// request's URI from one (`xn--a`, `a b`, `example.com:abc`; an ALB passes any Host on), and the
+/// invocation would fail as a 502. The request is answered 400 instead.
+const INVALID_HOST: &str = "invalid-host.dynatrace-mcp.invalid";
+
+/// Replaces a `Host` header (single- or multi-value) that does not parse as a URL's host.
+pub fn replace_invalid_host(event: &mut serde_json::Value) {
+    let valid = |host: &str| url::Url::parse(&format!("https://{host}/")).is_ok();
+    for map in ["headers", "multiValueHeaders"] {
+        let Some(headers) = event.get_mut(map).and_then(|h| h.as_object_mut()) else {
+            continue;
+        };
+        for (name, value) in headers.iter_mut() {
+            if !name.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            match value {
+                serde_json::Value::String(host) if !valid(host) => {
+                    *host = INVALID_HOST.to_string();
+                }
+                serde_json::Value::Array(hosts) => {
+                    for host in hosts.iter_mut() {
+                        if host.as_str().is_some_and(|h| !valid(h)) {
+                            *host = serde_json::Value::String(INVALID_HOST.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn invalid_host() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        http::StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32600, "message": "Bad request: the Host header is not a valid host name"},
+        })),
+    )
+        .into_response()
+}
+
+fn invalid_request() -> lambda_http::lambda_runtime::Diagnostic {
+    lambda_http::lambda_runtime::Diagnostic {
+        error_type: "InvalidRequest".to_string(),
+        error_message: "the HTTP request in the event could not be converted: its path, query or \
+            headers cannot form a request URI"
+            .to_string(),
+    }
 }
 
 fn invalid_event() -> lambda_http::lambda_runtime::Diagnostic {

@@ -138,6 +138,36 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         "{error}"
     );
 
+    // A Host header that is no host name (an ALB passes any on) is answered 400; lambda_http
+    // alone would panic building the URI and the invocation would fail. Found by tests/fuzz.
+    for name in FIXTURES {
+        for (i, host) in ["xn--a", "example.com:abc", "a b"].into_iter().enumerate() {
+            let mut event = with_token(serde_json::from_str(&fixture(name)).unwrap());
+            if event["multiValueHeaders"].is_object() {
+                event["multiValueHeaders"]["host"] = json!([host]);
+            }
+            if event["headers"].is_object() {
+                event["headers"]["host"] = json!(host);
+            }
+            let (_, response) = api
+                .invoke(&format!("host-{name}-{i}"), event, Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert_eq!(response["statusCode"], 400, "{name} {host}: {response}");
+        }
+    }
+
+    // A query lambda_http cannot put in a URI: a stable error type, and the function goes on.
+    let mut event = with_token(serde_json::from_str(&fixture("apigw-v2-http")).unwrap());
+    event["rawQueryString"] = json!("a b");
+    let (_, response) = api
+        .invoke("bad-query", event, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let error: Value =
+        serde_json::from_str(response["runtimeError"].as_str().unwrap_or("null")).unwrap();
+    assert_eq!(error["errorType"], "InvalidRequest", "{response}");
+
     // The invocation's remaining time bounds a tool call: a query still running when it nears
     // comes back as a handle, well before Lambda would cut the invocation off.
     sandbox.set_query_timing(QueryTiming::Duration(Duration::from_secs(20)));
