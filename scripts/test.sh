@@ -9,7 +9,8 @@
 #   3. third-party MCP clients against the real binary (tests/clients/run.sh): the official
 #      Python `mcp` client in both protocol eras over HTTP and stdio, the MCP Inspector CLI, and
 #      the official conformance suite's transport scenarios.
-#   4. the README's "try it" commands, run as written against `dynatrace-mcp demo`.
+#   4. a one-minute soak of the debug binary (bench/soak.py --ci; the 30-minute run is a documented command).
+#   5. the README's "try it" commands, run as written against `dynatrace-mcp demo`.
 # Usage: scripts/test.sh            (the tools cache defaults to .cache/tools; set DTMCP_TOOLS_DIR to move it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ step "AWS deployment files (scripts/check-aws.sh)" && scripts/check-aws.sh
 step "third-party MCP clients against the binary"
 cargo build --locked --bin dynatrace-mcp
 tests/clients/run.sh target/debug/dynatrace-mcp
+
+step "soak, the short version (bench/soak.py --ci: 1 minute at concurrency 16)"
+python3 bench/soak.py --ci --out "$(mktemp -d)"
 
 step "the README's commands, as written"
 scripts/check-readme.sh target/debug/dynatrace-mcp
