@@ -34,7 +34,8 @@ pub fn read(uri: &str) -> Result<ReadResourceResult, McpError> {
                 format!(
                     "there is no resource `{other}`: the resources are {REFERENCE_URI} and {RULE_URI}"
                 ),
-                None,
+                // SEP-2164: the URI asked for, in `data` (cut like the message).
+                Some(serde_json::json!({ "uri": other })),
             ));
         }
     };

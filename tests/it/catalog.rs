@@ -202,6 +202,12 @@ async fn resources_are_listed_and_read_and_unknown_uris_fail() {
         .rpc("resources/read", json!({"uri": "dql://nope"}))
         .await;
     assert!(reply.body["error"].is_object(), "{}", reply.text);
+    // SEP-2164: the URI asked for comes back in `data` (the conformance suite checks it).
+    assert_eq!(
+        reply.body["error"]["data"]["uri"], "dql://nope",
+        "{}",
+        reply.text
+    );
     assert!(
         reply.body["error"]["message"]
             .as_str()
