@@ -319,14 +319,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
         Duration::from_millis(1500),
     ));
     let (mut child, port) = serve_binary(&sandbox, &[]).await;
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let in_flight = tokio::spawn(async move {
-        post_raw(&url, &dql_call(1))
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    });
+    let in_flight = dql_in_background(port);
     tokio::time::sleep(Duration::from_millis(400)).await;
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -439,6 +432,18 @@ async fn structured_content_is_cut_to_the_result_budget() {
     );
 }
 
+/// An `execute_dql` call to the `serve` on `port`, sent from a task of its own.
+fn dql_in_background(port: u16) -> tokio::task::JoinHandle<serde_json::Value> {
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    tokio::spawn(async move {
+        post_raw(&url, &dql_call(1))
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    })
+}
+
 fn dql_call(id: u64) -> serde_json::Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 2"}}})
@@ -544,14 +549,7 @@ async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_ex
         Duration::from_secs(20),
     ));
     let (mut child, port) = serve_binary(&sandbox, &[("MCP_SHUTDOWN_GRACE_SECONDS", "1")]).await;
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let in_flight = tokio::spawn(async move {
-        post_raw(&url, &dql_call(1))
-            .await
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    });
+    let in_flight = dql_in_background(port);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = Instant::now();
     sigterm(&child);
