@@ -19,6 +19,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::environments::{CredentialSpec, EnvironmentSpec, RegistryContext};
 use crate::identity::{IdentitySettings, PassThrough};
 
 /// The variables that hold the server's own Dynatrace credential.
@@ -85,6 +86,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MCP_MAX_CONCURRENT_REQUESTS",
     "MCP_MAX_CONNECTIONS",
     "MCP_SHUTDOWN_GRACE_SECONDS",
+    "DT_ENVIRONMENTS",
+    "DT_ENVIRONMENTS_FILE",
+    "DT_DEFAULT_ENVIRONMENT",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -104,8 +108,15 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line per problem, each naming the variable (a registry reports several at once).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.variable, self.problem)
+        for (i, line) in self.problem.lines().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", self.variable, line)?;
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +219,10 @@ impl Source {
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
                 serde_json::Value::Null => continue,
+                // The registry may be stored as an object rather than a string holding one.
+                object @ serde_json::Value::Object(_) if key == "DT_ENVIRONMENTS" => {
+                    object.to_string()
+                }
                 _ => {
                     return Err(ConfigError::new(
                         format!("{key} (in secret)"),
@@ -425,10 +440,18 @@ pub enum FrontDoor {
 /// The validated settings of one process.
 #[derive(Clone)]
 pub struct Settings {
+    /// The default environment's URL.
     pub environment: DtEnvironment,
-    /// The server's own Dynatrace credential; `None` only with `DT_TOKEN_PASSTHROUGH=required`,
-    /// where every caller brings its own token.
+    /// The default environment's credential; `None` only with `DT_TOKEN_PASSTHROUGH=required`,
+    /// where every caller brings its own token (or until an environment's secret is read:
+    /// [`Settings::resolve_environment_secrets`]).
     pub credentials: Option<Credentials>,
+    /// Every environment, the default first: `DT_ENVIRONMENTS`, or the one `DT_ENVIRONMENT`
+    /// configures under the alias `default`.
+    pub environments: Vec<EnvironmentSpec>,
+    /// Whether `DT_ENVIRONMENTS` configured them (tools then take `environment`, and
+    /// `list_environments` is offered).
+    pub registry: bool,
     pub sso_url: Url,
     /// `MCP_AUTH_TOKEN`: required on every MCP request over HTTP when set.
     pub mcp_auth_token: Option<SecretString>,
@@ -494,6 +517,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("environment", &self.environment.base())
             .field("credentials", &self.credentials)
+            .field("environments", &self.environments)
             .field("sso_url", &self.sso_url.as_str())
             .field(
                 "mcp_auth_token",
@@ -521,41 +545,52 @@ impl fmt::Debug for Settings {
 impl Settings {
     /// Parses and validates every setting. The first problem found is returned.
     pub fn from_source(source: &Source, front_door: FrontDoor) -> Result<Self, ConfigError> {
-        let environment = match source.get("DT_ENVIRONMENT") {
-            Some(raw) => DtEnvironment::parse(raw)
-                .map_err(|problem| ConfigError::new(source.origin("DT_ENVIRONMENT"), problem))?,
-            None => {
-                return Err(ConfigError::new(
-                    "DT_ENVIRONMENT",
-                    "is required: set it to your environment's platform URL, such as https://abc12345.apps.dynatrace.com",
-                ));
-            }
-        };
-
         let identity = IdentitySettings::from_source(source, front_door)?;
-        let credentials = if identity.passthrough == PassThrough::Required {
-            if let Some(key) = CREDENTIAL_VARIABLES
-                .iter()
-                .find(|k| source.get(k).is_some())
-            {
-                return Err(ConfigError::new(
-                    source.origin(key),
-                    "must not be set with DT_TOKEN_PASSTHROUGH=required: the server then holds no Dynatrace \
-                     credential and every caller sends its own (X-Dynatrace-Token); remove it, or use DT_TOKEN_PASSTHROUGH=1",
-                ));
+        let passthrough_required = identity.passthrough == PassThrough::Required;
+        let (environments, registry) = match registry_json(source)? {
+            Some((raw, origin)) => {
+                if let Some(key) = std::iter::once(&"DT_ENVIRONMENT")
+                    .chain(CREDENTIAL_VARIABLES)
+                    .find(|k| source.get(k).is_some())
+                {
+                    return Err(ConfigError::new(
+                        source.origin(key),
+                        format!(
+                            "must not be set with {origin}: the registry names every environment with its own credential; \
+                             move it into an entry of the registry, or remove {origin}"
+                        ),
+                    ));
+                }
+                let specs = crate::environments::parse_registry(
+                    &raw,
+                    &RegistryContext {
+                        origin: &origin,
+                        passthrough_required,
+                        default_alias: source.get("DT_DEFAULT_ENVIRONMENT"),
+                    },
+                )?;
+                (specs, true)
             }
-            if source.get("MCP_SIGNING_KEY").is_none() {
-                return Err(ConfigError::new(
-                    "MCP_SIGNING_KEY",
-                    "is required with DT_TOKEN_PASSTHROUGH=required: there is no server credential to derive the key \
-                     that signs query handles and confirmations from, and every instance must share it \
-                     (e.g. `openssl rand -hex 32`, stored in the secret)",
-                ));
+            None => {
+                if source.get("DT_DEFAULT_ENVIRONMENT").is_some() {
+                    return Err(ConfigError::new(
+                        source.origin("DT_DEFAULT_ENVIRONMENT"),
+                        "only applies with DT_ENVIRONMENTS (several environments); remove it, or configure DT_ENVIRONMENTS",
+                    ));
+                }
+                (vec![single_environment(source, passthrough_required)?], false)
             }
-            None
-        } else {
-            Some(credentials_from(source)?)
         };
+        if passthrough_required && source.get("MCP_SIGNING_KEY").is_none() {
+            return Err(ConfigError::new(
+                "MCP_SIGNING_KEY",
+                "is required with DT_TOKEN_PASSTHROUGH=required: there is no server credential to derive the key \
+                 that signs query handles and confirmations from, and every instance must share it \
+                 (e.g. `openssl rand -hex 32`, stored in the secret)",
+            ));
+        }
+        let environment = environments[0].url.clone();
+        let credentials = environments[0].credentials().cloned();
 
         let sso_url = match source.get("DT_SSO_URL") {
             None => Url::parse(DEFAULT_SSO_URL).expect("default SSO URL is valid"),
@@ -781,6 +816,8 @@ impl Settings {
         Ok(Settings {
             environment,
             credentials,
+            environments,
+            registry,
             sso_url,
             mcp_auth_token,
             allow_unauthenticated: source.flag("MCP_ALLOW_UNAUTHENTICATED")?,
@@ -809,10 +846,28 @@ impl Settings {
         })
     }
 
+    /// Reads the Secrets Manager secrets that registry entries name (`secretId`), all at once, at
+    /// cold start. Without such entries, does nothing.
+    pub async fn resolve_environment_secrets(&mut self) -> Result<(), ConfigError> {
+        crate::environments::resolve_secrets(&mut self.environments).await?;
+        self.credentials = self.environments[0].credentials().cloned();
+        Ok(())
+    }
+
     /// The non-secret settings as name → value, for the start-up log line.
     pub fn summary(&self) -> BTreeMap<&'static str, String> {
         let mut map = BTreeMap::new();
         map.insert("environment", self.environment.base().to_string());
+        if self.registry {
+            map.insert(
+                "environments",
+                self.environments
+                    .iter()
+                    .map(|e| format!("{}={}", e.alias, e.url.base()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
         map.insert(
             "credentials",
             self.credentials
@@ -853,6 +908,75 @@ impl Settings {
         map.insert("davis_copilot", self.enable_davis_copilot.to_string());
         map
     }
+}
+
+/// The registry's JSON and where it came from: `DT_ENVIRONMENTS`, or the file
+/// `DT_ENVIRONMENTS_FILE` names.
+fn registry_json(source: &Source) -> Result<Option<(String, String)>, ConfigError> {
+    match (
+        source.get("DT_ENVIRONMENTS"),
+        source.get("DT_ENVIRONMENTS_FILE"),
+    ) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            source.origin("DT_ENVIRONMENTS_FILE"),
+            "set DT_ENVIRONMENTS or DT_ENVIRONMENTS_FILE, not both",
+        )),
+        (Some(raw), None) => Ok(Some((raw.to_string(), source.origin("DT_ENVIRONMENTS")))),
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    source.origin("DT_ENVIRONMENTS_FILE"),
+                    format!("cannot read {path}: {e}; expected the path of a JSON file holding the registry"),
+                )
+            })?;
+            Ok(Some((raw, format!("DT_ENVIRONMENTS_FILE ({path})"))))
+        }
+    }
+}
+
+/// `DT_ENVIRONMENT` and its credential variables: one environment, alias `default`.
+fn single_environment(
+    source: &Source,
+    passthrough_required: bool,
+) -> Result<EnvironmentSpec, ConfigError> {
+    let url = match source.get("DT_ENVIRONMENT") {
+        Some(raw) => DtEnvironment::parse(raw)
+            .map_err(|problem| ConfigError::new(source.origin("DT_ENVIRONMENT"), problem))?,
+        None => {
+            return Err(ConfigError::new(
+                "DT_ENVIRONMENT",
+                "is required: set it to your environment's platform URL, such as https://abc12345.apps.dynatrace.com \
+                 (or DT_ENVIRONMENTS for several environments)",
+            ));
+        }
+    };
+    let credential = if passthrough_required {
+        if let Some(key) = CREDENTIAL_VARIABLES
+            .iter()
+            .find(|k| source.get(k).is_some())
+        {
+            return Err(ConfigError::new(
+                source.origin(key),
+                "must not be set with DT_TOKEN_PASSTHROUGH=required: the server then holds no Dynatrace \
+                 credential and every caller sends its own (X-Dynatrace-Token); remove it, or use DT_TOKEN_PASSTHROUGH=1",
+            ));
+        }
+        CredentialSpec::None
+    } else {
+        CredentialSpec::Inline(credentials_from(source)?)
+    };
+    Ok(EnvironmentSpec {
+        alias: crate::environments::DEFAULT_ALIAS.to_string(),
+        url,
+        description: None,
+        credential,
+        sso_url: None,
+        ca_bundle: None,
+        proxy: None,
+        grail_budget_bytes: None,
+        scope: None,
+    })
 }
 
 fn credentials_from(source: &Source) -> Result<Credentials, ConfigError> {

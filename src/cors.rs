@@ -145,7 +145,7 @@ impl fmt::Display for AllowedOrigin {
 
 /// Request headers a browser MCP client may send.
 pub const ALLOW_HEADERS: &str = "content-type, accept, authorization, mcp-protocol-version, mcp-session-id, \
-last-event-id, x-mcp-auth-token, x-dynatrace-token, x-request-id";
+last-event-id, x-mcp-auth-token, x-dynatrace-token, x-dynatrace-tokens, x-request-id";
 /// Answer headers a browser MCP client may read.
 pub const EXPOSE_HEADERS: &str =
     "www-authenticate, mcp-session-id, mcp-protocol-version, x-request-id";

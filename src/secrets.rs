@@ -13,11 +13,32 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use secrecy::SecretString;
+
 use crate::config::ConfigError;
 
 /// The secret's `SecretString`.
 pub async fn read_secret(secret_id: &str) -> Result<String, ConfigError> {
-    let variable = "DT_SECRET_ID";
+    let client = client("DT_SECRET_ID").await?;
+    get(&client, "DT_SECRET_ID", secret_id).await
+}
+
+/// Several secrets at once (the environments' own, `DT_ENVIRONMENTS`), in the order asked, with
+/// one client: each failure is its own error, so one unreadable secret names itself.
+pub async fn read_secrets(secret_ids: &[&str]) -> Vec<Result<SecretString, ConfigError>> {
+    let variable = "DT_ENVIRONMENTS";
+    let client = match client(variable).await {
+        Ok(client) => client,
+        Err(e) => return secret_ids.iter().map(|_| Err(e.clone())).collect(),
+    };
+    futures::future::join_all(secret_ids.iter().map(|id| {
+        let client = &client;
+        async move { get(client, variable, id).await.map(SecretString::from) }
+    }))
+    .await
+}
+
+async fn client(variable: &str) -> Result<aws_sdk_secretsmanager::Client, ConfigError> {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -35,7 +56,14 @@ pub async fn read_secret(secret_id: &str) -> Result<String, ConfigError> {
             "no AWS region is configured to read the secret from: set AWS_REGION (Lambda and ECS set it for you)",
         ));
     }
-    let client = aws_sdk_secretsmanager::Client::new(&config);
+    Ok(aws_sdk_secretsmanager::Client::new(&config))
+}
+
+async fn get(
+    client: &aws_sdk_secretsmanager::Client,
+    variable: &str,
+    secret_id: &str,
+) -> Result<String, ConfigError> {
     let output = client
         .get_secret_value()
         .secret_id(secret_id)

@@ -10,8 +10,7 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FrontDoor, Settings};
-use crate::dynatrace::DynatraceClient;
-use crate::dynatrace::auth::TokenProvider;
+use crate::environments::Environments;
 use crate::http::HttpOptions;
 use crate::identity::Authenticator;
 use crate::identity::metadata::ResourceMetadata;
@@ -20,16 +19,15 @@ use crate::signing::Signer;
 use crate::state::dynamodb::DynamoStore;
 use crate::state::memory::MemoryStore;
 use crate::state::{Policy, StateStore};
-use crate::tools::budget::GrailBudget;
 use crate::tools::{self, Registry};
 
 /// Everything a request needs, built once and shared.
 pub struct AppState {
     pub settings: Settings,
-    pub dynatrace: Arc<DynatraceClient>,
+    /// Every Dynatrace environment, the default first, each with its own client.
+    pub environments: Environments,
     pub signer: Signer,
     pub tools: Registry,
-    pub budget: GrailBudget,
     /// Confirmations, budgets and rate-limit windows: this instance's memory, or the DynamoDB
     /// table every instance shares (`MCP_STATE_TABLE`).
     pub store: Arc<dyn StateStore>,
@@ -57,13 +55,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         None => None,
     };
     let http = crate::dynatrace::HttpClient::new(extra_ca.as_deref())?;
-    let tokens = Arc::new(TokenProvider::new(http.clone(), settings.sso_url.clone()));
-    let dynatrace = Arc::new(DynatraceClient::new(
-        http.clone(),
-        settings.environment.clone(),
-        settings.credentials.clone(),
-        tokens,
-    ));
+    let environments = Environments::build(&settings, http.clone(), extra_ca.as_deref())?;
     let signer = match (&settings.signing_key, &settings.credentials) {
         (Some(key), _) => Signer::new(key.expose_secret().as_bytes()),
         (None, Some(credentials)) => {
@@ -83,7 +75,8 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         settings.mcp_auth_token.as_ref(),
         enabled,
         http,
-    );
+    )
+    .with_environments(environments.iter().map(|e| e.alias.clone()).collect());
     let resource_metadata = settings.identity.oauth.as_ref().map(|oauth| {
         let names = &settings.identity.scope_names;
         let scopes: Vec<&str> = enabled.iter().map(|g| names.name(g)).collect();
@@ -98,10 +91,6 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         .rate_limit
         .map(|limit| RateLimiter::new(limit, settings.state_table.is_some()));
     Ok(Arc::new(AppState {
-        budget: GrailBudget {
-            limit_bytes: settings.grail_budget_bytes,
-            user_limit_bytes: settings.grail_user_budget_bytes,
-        },
         state_policy: if settings.state_fail_closed {
             Policy::FailClosed
         } else {
@@ -110,7 +99,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         store,
         tools,
         settings,
-        dynatrace,
+        environments,
         signer,
         identity,
         resource_metadata,

@@ -174,6 +174,12 @@ impl DynatraceClient {
         }
     }
 
+    /// Shares `tracker` for the work calls leave behind (one per server, for every environment).
+    pub fn with_background(mut self, tracker: tokio_util::task::TaskTracker) -> Self {
+        self.background = tracker;
+        self
+    }
+
     /// The tasks calls left behind (query cancellations); shutdown waits for them.
     pub fn background(&self) -> &tokio_util::task::TaskTracker {
         &self.background

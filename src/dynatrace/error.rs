@@ -91,8 +91,9 @@ pub enum DynatraceError {
     /// The server holds no Dynatrace credential (`DT_TOKEN_PASSTHROUGH=required`) and the caller
     /// sent none.
     #[error(
-        "this server acts with each caller's own Dynatrace token and none was sent: send your platform token \
-         (dt0s16.…) in the X-Dynatrace-Token header of every request (add it to your MCP client's headers)"
+        "this server acts with each caller's own Dynatrace token and none was sent for this environment: send your \
+         platform token (dt0s16.…) in the X-Dynatrace-Token header of every request (add it to your MCP client's \
+         headers); for a named environment, in X-Dynatrace-Tokens: alias=token;alias2=token2"
     )]
     NoCredential,
 

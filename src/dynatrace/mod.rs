@@ -34,11 +34,27 @@ pub use error::DynatraceError;
 pub struct HttpClient {
     cell: tokio::sync::OnceCell<reqwest::Client>,
     extra_roots: Vec<reqwest::Certificate>,
+    /// An environment's own proxy (`DT_ENVIRONMENTS` `proxy`), instead of `HTTPS_PROXY`.
+    proxy: Option<reqwest::Proxy>,
 }
 
 impl HttpClient {
     /// Checks `extra_ca_pem` (the `DT_CA_BUNDLE` file) now, so a bad bundle stops start-up.
     pub fn new(extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Arc<Self>> {
+        Self::with_proxy(extra_ca_pem, None)
+    }
+
+    /// A client with its own proxy for every request (an environment's `proxy`).
+    pub fn with_proxy(
+        extra_ca_pem: Option<&[u8]>,
+        proxy: Option<&url::Url>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let proxy = proxy
+            .map(|url| {
+                reqwest::Proxy::all(url.as_str())
+                    .map_err(|_| anyhow::anyhow!("proxy: expected a proxy URL such as http://proxy.internal:3128"))
+            })
+            .transpose()?;
         let extra_roots = match extra_ca_pem {
             Some(pem) => {
                 let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|_| {
@@ -54,6 +70,7 @@ impl HttpClient {
         Ok(Arc::new(Self {
             cell: tokio::sync::OnceCell::new(),
             extra_roots,
+            proxy,
         }))
     }
 
@@ -80,6 +97,9 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none());
         if !self.extra_roots.is_empty() {
             builder = builder.tls_certs_merge(self.extra_roots.clone());
+        }
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy(proxy.clone());
         }
         builder
     }

@@ -34,6 +34,8 @@ pub struct CallRecord {
     /// Things that went wrong but did not stop the call (the state store could not count), for the
     /// answer's metadata.
     warnings: Mutex<Vec<String>>,
+    /// The environments the call used (aliases), set when the call named one or fanned out.
+    environments: Mutex<Vec<String>>,
 }
 
 /// The Grail budget counts a call saw ([`crate::tools::budget::record`]).
@@ -81,6 +83,35 @@ impl CallRecord {
         self.warnings.lock().expect("call record lock").clone()
     }
 
+    /// The call used the environment `alias`.
+    pub fn environment(&self, alias: &str) {
+        self.environments
+            .lock()
+            .expect("call record lock")
+            .push(alias.to_string());
+    }
+
+    /// The environments used, comma-separated.
+    pub fn environments(&self) -> Option<String> {
+        let list = self.environments.lock().expect("call record lock");
+        (!list.is_empty()).then(|| list.join(","))
+    }
+
+    /// Takes in what one environment's part of a fan-out did: its queries, bytes and warnings
+    /// (labelled with the alias).
+    pub fn absorb(&self, alias: &str, part: &CallRecord) {
+        self.environment(alias);
+        self.queries
+            .lock()
+            .expect("call record lock")
+            .extend(part.queries.lock().expect("call record lock").drain(..));
+        self.scanned(part.scanned_bytes());
+        let mut warnings = self.warnings.lock().expect("call record lock");
+        for warning in part.warnings() {
+            warnings.push(format!("{alias}: {warning}"));
+        }
+    }
+
     /// The statements, separated by a line `;;`, cut at [`MAX_DQL_CHARS`].
     pub fn dql(&self) -> Option<String> {
         let queries = self.queries.lock().expect("call record lock");
@@ -120,6 +151,7 @@ pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
         source = p.source.name(),
         dt_token = p.dynatrace_token.as_ref().map(|t| t.fingerprint()),
         tool = entry.tool,
+        environment = record.environments().as_deref(),
         dql = record.dql().as_deref(),
         scanned_bytes = record.scanned_bytes(),
         result_bytes = entry.result_bytes as u64,

@@ -55,6 +55,8 @@ pub struct Authenticator {
     jwt: Option<JwtVerifier>,
     /// Tool groups the server offers at all (the server-wide switches).
     enabled: Groups,
+    /// The environments' aliases, the default first (`X-Dynatrace-Tokens` names them).
+    aliases: Vec<String>,
 }
 
 impl Authenticator {
@@ -74,7 +76,16 @@ impl Authenticator {
             settings,
             jwt,
             enabled,
+            aliases: vec![crate::environments::DEFAULT_ALIAS.to_string()],
         }
+    }
+
+    /// The environments' aliases, the default first.
+    pub fn with_environments(mut self, aliases: Vec<String>) -> Self {
+        if !aliases.is_empty() {
+            self.aliases = aliases;
+        }
+        self
     }
 
     pub fn settings(&self) -> &IdentitySettings {
@@ -102,6 +113,18 @@ impl Authenticator {
     ) -> Result<Principal, Rejection> {
         let mut principal = self.principal(headers, gateway).await?;
         principal.dynatrace_token = self.caller_token(headers)?;
+        principal.environment_tokens = self.environment_tokens(headers)?;
+        if let (Some(_), Some((alias, _))) = (
+            &principal.dynatrace_token,
+            principal
+                .environment_tokens
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(&self.aliases[0])),
+        ) {
+            return Err(Rejection::BadCallerToken(format!(
+                "X-Dynatrace-Token and X-Dynatrace-Tokens both give a token for the default environment `{alias}`: send it once"
+            )));
+        }
         Ok(principal)
     }
 
@@ -164,7 +187,8 @@ impl Authenticator {
                         issuer: self.settings.oauth.as_ref().map(|o| o.issuer.clone()),
                         source: Source::OAuth,
                         groups,
-                        dynatrace_token: None,
+                        scopes: Some(claims.scopes().into_iter().map(str::to_string).collect()),
+                        ..Principal::anonymous()
                     };
                     if groups.intersect(self.enabled).is_empty() {
                         tracing::info!(subject = %principal.subject, "a valid token grants none of this server's scopes");
@@ -214,7 +238,8 @@ impl Authenticator {
             issuer: claims.issuer.clone(),
             source: Source::Gateway,
             groups,
-            dynatrace_token: None,
+            scopes: Some(claims.scopes.iter().cloned().collect()),
+            ..Principal::anonymous()
         };
         if groups.intersect(self.enabled).is_empty() {
             return Err(Rejection::NoScope);
@@ -243,29 +268,90 @@ impl Authenticator {
         let raw = value.to_str().map_err(|_| {
             Rejection::BadCallerToken("X-Dynatrace-Token must be plain ASCII".into())
         })?;
-        let token = raw.trim();
-        let token = token
-            .strip_prefix("Bearer ")
-            .or_else(|| token.strip_prefix("bearer "))
-            .unwrap_or(token)
-            .trim();
-        if token.is_empty() || token.len() > 8192 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        checked_token(raw, "X-Dynatrace-Token").map(Some)
+    }
+
+    /// `X-Dynatrace-Tokens: alias=token;alias2=token2`: the caller's own tokens for named
+    /// environments, checked against `DT_TOKEN_PASSTHROUGH` and the registry's aliases.
+    fn environment_tokens(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Vec<(String, CallerToken)>, Rejection> {
+        let mut values = headers.get_all(ENVIRONMENT_TOKENS_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(Vec::new());
+        };
+        if self.settings.passthrough == PassThrough::Off {
             return Err(Rejection::BadCallerToken(
-                "X-Dynatrace-Token must be one Dynatrace platform token (such as dt0s16.…), without spaces".into(),
-            ));
-        }
-        if token.starts_with("dt0c01.") {
-            return Err(Rejection::BadCallerToken(
-                "X-Dynatrace-Token holds a classic API token (dt0c01.…), which the platform APIs do not accept: \
-                 create a platform token (dt0s16.…) in Account Management or the Dynatrace UI"
+                "this server does not accept X-Dynatrace-Tokens (DT_TOKEN_PASSTHROUGH is off), so it would act with \
+                 its own Dynatrace credentials, not yours: remove the header, or ask the operator to set DT_TOKEN_PASSTHROUGH=1"
                     .into(),
             ));
         }
-        Ok(Some(CallerToken::new(SecretString::from(
-            token.to_string(),
-        ))))
+        if values.next().is_some() {
+            return Err(Rejection::BadCallerToken(
+                "send X-Dynatrace-Tokens once, with every alias in it: alias=token;alias2=token2".into(),
+            ));
+        }
+        let raw = value.to_str().map_err(|_| {
+            Rejection::BadCallerToken("X-Dynatrace-Tokens must be plain ASCII".into())
+        })?;
+        let mut tokens: Vec<(String, CallerToken)> = Vec::new();
+        for pair in raw.split([';', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((alias, token)) = pair.split_once('=') else {
+                return Err(Rejection::BadCallerToken(
+                    "X-Dynatrace-Tokens must be alias=token pairs separated by ';' (e.g. prod=dt0s16.…;staging=dt0s16.…)"
+                        .into(),
+                ));
+            };
+            let alias = alias.trim();
+            let Some(known) = self.aliases.iter().find(|a| a.eq_ignore_ascii_case(alias)) else {
+                return Err(Rejection::BadCallerToken(format!(
+                    "X-Dynatrace-Tokens names `{}`, which is not an environment of this server; its environments are {}",
+                    crate::identity::audit::cut(alias, 40),
+                    self.aliases.join(", ")
+                )));
+            };
+            if tokens.iter().any(|(a, _)| a == known) {
+                return Err(Rejection::BadCallerToken(format!(
+                    "X-Dynatrace-Tokens gives `{known}` twice: send one token per environment"
+                )));
+            }
+            tokens.push((known.clone(), checked_token(token, "X-Dynatrace-Tokens")?));
+        }
+        if tokens.is_empty() {
+            return Err(Rejection::BadCallerToken(
+                "X-Dynatrace-Tokens is empty: send alias=token pairs separated by ';', or leave the header out".into(),
+            ));
+        }
+        Ok(tokens)
     }
 }
+
+/// One platform token from a header, with an optional `Bearer ` in front.
+fn checked_token(raw: &str, header: &str) -> Result<CallerToken, Rejection> {
+    let token = raw.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token)
+        .trim();
+    if token.is_empty() || token.len() > 8192 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Rejection::BadCallerToken(format!(
+            "{header} must hold one Dynatrace platform token per environment (such as dt0s16.…), without spaces"
+        )));
+    }
+    if token.starts_with("dt0c01.") {
+        return Err(Rejection::BadCallerToken(format!(
+            "{header} holds a classic API token (dt0c01.…), which the platform APIs do not accept: \
+             create a platform token (dt0s16.…) in Account Management or the Dynatrace UI"
+        )));
+    }
+    Ok(CallerToken::new(SecretString::from(token.to_string())))
+}
+
+/// The header with a caller's tokens for named environments.
+pub const ENVIRONMENT_TOKENS_HEADER: &str = "x-dynatrace-tokens";
 
 /// The `Authorization: Bearer` value, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {

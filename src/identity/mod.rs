@@ -31,6 +31,7 @@ pub mod ratelimit;
 pub mod settings;
 
 use std::fmt;
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -183,8 +184,14 @@ pub struct Principal {
     pub source: Source,
     /// Tool groups the credential's scopes allow (before the server-wide switches).
     pub groups: Groups,
-    /// The caller's own Dynatrace token, when it sent one and pass-through is on.
+    /// The caller's own Dynatrace token, when it sent one and pass-through is on: for the default
+    /// environment (`X-Dynatrace-Token`).
     pub dynatrace_token: Option<CallerToken>,
+    /// Its own tokens for named environments (`X-Dynatrace-Tokens: alias=token;…`), by alias.
+    pub environment_tokens: Vec<(String, CallerToken)>,
+    /// The scopes of an OAuth token or of the gateway's claims (environment access,
+    /// [`crate::environments::Environment::allows`]); `None` for callers identified otherwise.
+    pub scopes: Option<Arc<[String]>>,
 }
 
 impl Principal {
@@ -197,7 +204,19 @@ impl Principal {
             source: Source::Anonymous,
             groups: Groups::ALL,
             dynatrace_token: None,
+            environment_tokens: Vec::new(),
+            scopes: None,
         }
+    }
+
+    /// The caller's own token for the environment `alias` (`default` says whether it is the
+    /// default environment, which `X-Dynatrace-Token` is for).
+    pub fn token_for(&self, alias: &str, default: bool) -> Option<&CallerToken> {
+        self.environment_tokens
+            .iter()
+            .find(|(a, _)| a.eq_ignore_ascii_case(alias))
+            .map(|(_, t)| t)
+            .or(self.dynatrace_token.as_ref().filter(|_| default))
     }
 
     /// A request no front door identified: no tool group (the HTTP front door always identifies;
@@ -243,6 +262,11 @@ impl Principal {
             .as_ref()
             .filter(|_| with_token)
             .map(|t| t.secret().expose_secret().as_bytes());
+        let environment_tokens = self
+            .environment_tokens
+            .iter()
+            .filter(|_| with_token)
+            .flat_map(|(alias, t)| [alias.as_bytes(), t.secret().expose_secret().as_bytes()]);
         // Length-prefixed, so no choice of subject or issuer can collide with another split.
         for part in [
             Some(self.source.name().as_bytes()),
@@ -252,6 +276,7 @@ impl Principal {
         ]
         .into_iter()
         .flatten()
+        .chain(environment_tokens)
         {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);

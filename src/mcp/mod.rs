@@ -5,6 +5,7 @@
 //! start-up. Each call gets a deadline (from the HTTP request's extensions when a front door set
 //! one, else the configured tool timeout) and the request's cancellation token.
 
+pub mod environments;
 pub mod errors;
 pub mod prompts;
 pub mod resources;
@@ -211,7 +212,7 @@ impl ServerHandler for McpServer {
         let ctx = ToolContext::new(self.state.clone(), principal.clone(), deadline, cancel);
         let outcome = match self.admit(&ctx, def).await {
             Ok(()) => {
-                def.call(ctx.clone(), request.arguments.unwrap_or_default())
+                environments::dispatch(def, ctx.clone(), request.arguments.unwrap_or_default())
                     .await
             }
             Err(refusal) => Err(refusal),

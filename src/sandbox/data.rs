@@ -277,11 +277,33 @@ pub struct Tenant<'a> {
     pub log_records: usize,
     /// Events ingested through the events API, newest first; `fetch events` returns them too.
     pub ingested_events: &'a [Map<String, Value>],
+    /// How many of [`PROBLEMS`] this tenant has (tenants of a multi-environment test differ).
+    pub problems: usize,
+}
+
+/// The first `len` records of a source.
+struct Limited {
+    inner: Box<dyn Source>,
+    len: usize,
+}
+
+impl Source for Limited {
+    fn len(&self) -> usize {
+        self.len.min(self.inner.len())
+    }
+
+    fn record(&self, index: usize) -> Map<String, Value> {
+        self.inner.record(index)
+    }
 }
 
 impl Catalog for Tenant<'_> {
     fn open(&self, data: &DataRef) -> Option<Box<dyn Source + '_>> {
         match data {
+            DataRef::Fetch(name) if name == "dt.davis.problems" => Some(Box::new(Limited {
+                inner: source(name, self.now, self.log_records)?,
+                len: self.problems,
+            })),
             DataRef::Fetch(name) if name == "events" => Some(Box::new(Chain {
                 first: self.ingested_events,
                 rest: source(name, self.now, self.log_records)?,

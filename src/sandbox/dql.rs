@@ -3170,6 +3170,7 @@ mod tenant_tests {
             now: NOW,
             log_records: 500,
             ingested_events: &[],
+            problems: usize::MAX,
         };
         let parsed = parse(query).unwrap_or_else(|e| panic!("{query}: {}", e.message));
         run_in(&parsed, &tenant, NOW, usize::MAX)
@@ -3579,6 +3580,7 @@ mod tenant_tests {
             now: NOW,
             log_records: 1,
             ingested_events: &[],
+            problems: usize::MAX,
         };
         let parsed = parse("fetch nosuch.table | append [fetch logs]").unwrap();
         let e = run_in(&parsed, &tenant, NOW, 10).unwrap_err();

@@ -118,6 +118,7 @@ async fn query_execute(State(inner): State<Arc<Inner>>, call: Call) -> Response 
         now: inner.data_now,
         log_records: inner.config.log_records,
         ingested_events: &ingested,
+        problems: inner.config.problems,
     };
     let mut scopes = vec!["storage:buckets:read"];
     for (data_ref, start, end) in parsed.data_refs() {
@@ -332,6 +333,7 @@ async fn query_verify(State(inner): State<Arc<Inner>>, call: Call) -> Response {
                 now: inner.data_now,
                 log_records: 0,
                 ingested_events: &[],
+                problems: usize::MAX,
             };
             parsed
                 .data_refs()

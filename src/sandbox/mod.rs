@@ -116,6 +116,8 @@ pub struct SandboxConfig {
     pub log_records: usize,
     /// Record requests for later inspection (off in the benchmark).
     pub record_requests: bool,
+    /// How many Davis problems the tenant has (at most [`data::PROBLEMS`]'s).
+    pub problems: usize,
 }
 
 impl SandboxConfig {
@@ -132,7 +134,36 @@ impl SandboxConfig {
             token_lifetime: Duration::from_secs(300),
             log_records: 20_000,
             record_requests: true,
+            problems: data::PROBLEMS.len(),
         }
+    }
+
+    /// Tenant `n` of several (`n` from 1; tenant 1 is [`SandboxConfig::demo`]): its own
+    /// environment id, OAuth client, platform token and data (one Davis problem fewer per tenant,
+    /// a thousand log records more), so a test sees which tenant answered.
+    pub fn tenant(n: usize) -> Self {
+        if n <= 1 {
+            return Self::demo();
+        }
+        let all: Vec<String> = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
+        Self {
+            environment_id: format!("sandbox{n}"),
+            client_id: format!("dt0s02.SANDBOX{n}"),
+            client_secret: format!("dt0s02.SANDBOX{n}.demo-client-secret-not-a-real-one"),
+            platform_tokens: vec![(tenant_platform_token(n), all)],
+            log_records: 20_000 + (n - 1) * 1_000,
+            problems: data::PROBLEMS.len() - (n - 1) % data::PROBLEMS.len(),
+            ..Self::demo()
+        }
+    }
+}
+
+/// The platform token tenant `n` accepts ([`SandboxConfig::tenant`]).
+pub fn tenant_platform_token(n: usize) -> String {
+    if n <= 1 {
+        DEMO_PLATFORM_TOKEN.to_string()
+    } else {
+        format!("dt0s16.SANDBOX{n}.platform-token-not-a-real-one")
     }
 }
 
@@ -368,6 +399,33 @@ impl Sandbox {
                 self.inner.config.account_urn.clone(),
             ),
         ]
+    }
+
+    /// This tenant as an entry of `DT_ENVIRONMENTS`, with its first platform token.
+    pub fn registry_entry(&self, description: &str) -> Value {
+        json!({
+            "url": self.url(),
+            "platformToken": self.inner.config.platform_tokens.first().map(|(t, _)| t.clone()),
+            "description": description,
+            "ssoUrl": self.sso_url(),
+        })
+    }
+
+    /// This tenant as an OAuth entry of `DT_ENVIRONMENTS`.
+    pub fn registry_entry_oauth(&self, description: &str) -> Value {
+        json!({
+            "url": self.url(),
+            "oauthClientId": self.inner.config.client_id,
+            "oauthClientSecret": self.inner.config.client_secret,
+            "accountUrn": self.inner.config.account_urn,
+            "description": description,
+            "ssoUrl": self.sso_url(),
+        })
+    }
+
+    /// The environment id this tenant reports.
+    pub fn environment_id(&self) -> &str {
+        &self.inner.config.environment_id
     }
 
     pub fn settings_source(&self) -> SettingsSource {

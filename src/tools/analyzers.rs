@@ -76,7 +76,7 @@ pub fn list_definition() -> ToolDef {
             if analyzers.is_empty() {
                 return Ok(ToolOutput::text("No Davis analyzers matched.").with_structured(&ListOutput { analyzers }));
             }
-            let mut listing = Listing::new(format!("{} Davis analyzers:\n", analyzers.len()), ctx.state.settings.result_budget_bytes / 2);
+            let mut listing = Listing::new(format!("{} Davis analyzers:\n", analyzers.len()), ctx.result_budget / 2);
             for a in &analyzers {
                 listing.push(&format!(
                     "- {} ({}){}: {}\n",
@@ -234,7 +234,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         text.push_str("The analyzer returned no output.");
     } else {
         let rendered = serde_json::to_string(&result.output).unwrap_or_default();
-        let budget = ctx.state.settings.result_budget_bytes / 2;
+        let budget = ctx.result_budget / 2;
         if rendered.len() > budget {
             text.push_str(&format!(
                 "Output ({} entries, {} bytes, cut to fit; the full output is in structuredContent):\n{}…",

@@ -102,7 +102,7 @@ async fn run_list(ctx: ToolContext, params: ListParams) -> Result<ToolOutput, To
                 " (system buckets hidden: includeSystem shows them)"
             }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for (table, list) in by_table {
         let mut block = format!("{table}:\n");
@@ -305,7 +305,7 @@ async fn run_describe(ctx: ToolContext, params: DescribeParams) -> Result<ToolOu
             "Bucket `{bucket}` (table {table}): {} fields in {sampled} records from the last {timeframe}:\n",
             fields.len()
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for f in &fields {
         listing.push(&format!(

@@ -36,8 +36,27 @@ pub struct GrailBudget {
     pub user_limit_bytes: Option<u64>,
 }
 
+/// The store key of an environment's budget: [`DEPLOYMENT_KEY`] for the one environment
+/// `DT_ENVIRONMENT` configures (as before several environments), one per alias otherwise.
+pub fn deployment_key(alias: &str) -> String {
+    if alias == crate::environments::DEFAULT_ALIAS {
+        DEPLOYMENT_KEY.to_string()
+    } else {
+        format!("{DEPLOYMENT_KEY}#{alias}")
+    }
+}
+
 fn user_key(ctx: &ToolContext, now: u64) -> String {
-    format!("grail#user#{}#{}", ctx.principal.rate_key(), utc_day(now))
+    let alias = &ctx.environment.alias;
+    if alias == crate::environments::DEFAULT_ALIAS {
+        format!("grail#user#{}#{}", ctx.principal.rate_key(), utc_day(now))
+    } else {
+        format!(
+            "grail#user#{}#{alias}#{}",
+            ctx.principal.rate_key(),
+            utc_day(now)
+        )
+    }
 }
 
 /// A store failure while checking or counting: a warning (fail open) or a refusal (fail closed).
@@ -61,13 +80,13 @@ fn on_failure(ctx: &ToolContext, error: &StateError, what: &str) -> Result<(), T
 
 /// Refuses a query once a budget is used up. The two counts are read at once.
 pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
-    let budget = ctx.state.budget;
+    let budget = ctx.environment.budget;
     let store = &ctx.state.store;
     let now = now_secs();
     let user_key = user_key(ctx, now);
     let deployment = async {
         match budget.limit_bytes {
-            Some(_) => Some(store.get(DEPLOYMENT_KEY, ctx.deadline).await),
+            Some(_) => Some(store.get(&deployment_key(&ctx.environment.alias), ctx.deadline).await),
             None => None,
         }
     };
@@ -114,7 +133,7 @@ pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
 
 /// Counts what a finished query scanned. A failure cannot undo the query: it is a warning.
 pub async fn record(ctx: &ToolContext, scanned: u64) {
-    let budget = ctx.state.budget;
+    let budget = ctx.environment.budget;
     let store = &ctx.state.store;
     let mut totals = ctx.record.totals();
     // The query already ran: counting it gets a second even when the answer's deadline is close.
@@ -124,7 +143,7 @@ pub async fn record(ctx: &ToolContext, scanned: u64) {
     // Without a limit nothing is counted in a shared table (no cost for a number nobody reads);
     // the in-memory count is kept for get_grail_budget.
     if budget.limit_bytes.is_some() || store.name() == "memory" {
-        match store.add(DEPLOYMENT_KEY, scanned, None, deadline).await {
+        match store.add(&deployment_key(&ctx.environment.alias), scanned, None, deadline).await {
             Ok(count) => totals.deployment = Some(count),
             Err(e) => {
                 let _ = on_failure(ctx, &e, "this query's scanned bytes were not counted");
@@ -154,7 +173,7 @@ pub async fn record(ctx: &ToolContext, scanned: u64) {
 
 /// A warning once 80 % of a budget is used, from the counts [`record`] saw.
 pub fn note(ctx: &ToolContext) -> Option<String> {
-    let budget = ctx.state.budget;
+    let budget = ctx.environment.budget;
     let totals = ctx.record.totals();
     let warn = |used: u64, limit: u64, whose: &str| {
         let percent = used as f64 * 100.0 / limit as f64;
@@ -226,7 +245,7 @@ pub struct Output {
 }
 
 async fn status(ctx: &ToolContext) -> Result<Output, ToolError> {
-    let budget = ctx.state.budget;
+    let budget = ctx.environment.budget;
     let store = &ctx.state.store;
     let unavailable = |e: StateError| {
         ToolError::Refused(format!(
@@ -234,7 +253,7 @@ async fn status(ctx: &ToolContext) -> Result<Output, ToolError> {
         ))
     };
     let deployment = store
-        .get(DEPLOYMENT_KEY, ctx.deadline)
+        .get(&deployment_key(&ctx.environment.alias), ctx.deadline)
         .await
         .map_err(unavailable)?;
     let user = match budget.user_limit_bytes {
@@ -353,7 +372,7 @@ pub fn reset_definition() -> ToolDef {
             let before = status(&ctx).await?;
             ctx.state
                 .store
-                .reset(DEPLOYMENT_KEY, ctx.deadline)
+                .reset(&deployment_key(&ctx.environment.alias), ctx.deadline)
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "the Grail budget could not be reset");

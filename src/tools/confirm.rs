@@ -34,6 +34,9 @@ struct Payload {
     /// The caller the preview was shown to ([`crate::identity::Principal::binding`]).
     #[serde(default)]
     p: String,
+    /// The environment (alias) the action is for.
+    #[serde(default)]
+    v: String,
 }
 
 /// `structuredContent` of a preview.
@@ -89,6 +92,7 @@ pub async fn check(
                 n: format!("{:032x}", rand::random::<u128>()),
                 e: expires_at,
                 p: ctx.principal.binding(),
+                v: ctx.environment.alias.clone(),
             },
             ttl,
         );
@@ -128,6 +132,13 @@ pub async fn check(
         return Err(ToolError::Refused(format!(
             "this confirmationToken was issued to another caller, so nothing was done: call {tool} without it \
              to see the preview yourself"
+        )));
+    }
+    if !payload.v.eq_ignore_ascii_case(&ctx.environment.alias) {
+        return Err(ToolError::Refused(format!(
+            "this confirmationToken was issued for the environment `{}`, not `{}`, so nothing was done: \
+             call {tool} with environment \"{}\" to go ahead there, or without confirmationToken for a preview here",
+            payload.v, ctx.environment.alias, payload.v
         )));
     }
     if payload.h != expected {

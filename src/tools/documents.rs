@@ -138,7 +138,7 @@ async fn run_find(ctx: ToolContext, params: FindParams) -> Result<ToolOutput, To
             documents.len(),
             list.total_count.max(documents.len() as u64)
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for d in &documents {
         listing.push(&format!(

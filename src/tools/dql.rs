@@ -81,6 +81,10 @@ struct HandlePayload {
     /// handle is refused, so nobody fetches a result they did not ask for.
     #[serde(default)]
     p: String,
+    /// The environment (alias) the query runs in; empty in handles from before several
+    /// environments, which belong to the default one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    e: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
@@ -195,13 +199,11 @@ pub fn execute_definition() -> ToolDef {
 async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutput, ToolError> {
     let format = params.output_format.unwrap_or_default();
     let fields = params.fields.clone().unwrap_or_default();
-    let client = ctx.dynatrace.clone();
-
-    let (run, limit, scopes) = if let Some(handle) = params.query_handle.as_deref() {
-        let payload: HandlePayload =
+    let payload = match params.query_handle.as_deref() {
+        Some(handle) => Some(
             ctx.state
                 .signer
-                .open(HANDLE_KIND, handle)
+                .open::<HandlePayload>(HANDLE_KIND, handle)
                 .map_err(|e| match e {
                     HandleError::Invalid => {
                         ToolError::InvalidArguments(format!("queryHandle: {e}"))
@@ -209,7 +211,17 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                     HandleError::Expired(_) => ToolError::Refused(format!(
                         "queryHandle: {e} by running the statement again with execute_dql"
                     )),
-                })?;
+                })?,
+        ),
+        None => None,
+    };
+    let ctx = match &payload {
+        Some(payload) => in_handle_environment(ctx, payload)?,
+        None => ctx,
+    };
+    let client = ctx.dynatrace.clone();
+
+    let (run, limit, scopes) = if let Some(payload) = payload {
         if payload.p != ctx.principal.binding() {
             return Err(ToolError::Refused(
                 "this queryHandle was issued to another caller, so its result is not yours to fetch: \
@@ -258,7 +270,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         let max_bytes = grail_byte_limit(
             size_mb,
             fields.is_empty(),
-            ctx.state.settings.result_budget_bytes,
+            ctx.result_budget,
         );
         // One more than asked for tells whether more records exist.
         let (run, scopes) = start_query(&ctx, query, u64::from(limit) + 1, max_bytes).await?;
@@ -279,7 +291,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                 limit,
                 format,
                 &fields,
-                ctx.state.settings.result_budget_bytes,
+                ctx.result_budget,
                 ctx.record.totals().deployment.map(|c| c.amount),
             );
             if let Some(note) = budget::note(&ctx) {
@@ -317,6 +329,43 @@ fn cut_by_bytes(grail: Option<&GrailMetadata>) -> bool {
     })
 }
 
+/// The context of the environment a handle's query runs in. A call that named another
+/// environment is refused; one that named none follows the handle.
+fn in_handle_environment(
+    ctx: ToolContext,
+    payload: &HandlePayload,
+) -> Result<ToolContext, ToolError> {
+    let registry = &ctx.state.environments;
+    let alias = if payload.e.is_empty() {
+        registry.default_environment().alias.as_str()
+    } else {
+        payload.e.as_str()
+    };
+    if ctx.environment.alias.eq_ignore_ascii_case(alias) {
+        return Ok(ctx);
+    }
+    if ctx.explicit_environment {
+        return Err(ToolError::InvalidArguments(format!(
+            "this queryHandle belongs to a query in the environment `{alias}`, not `{}`: call execute_dql with \
+             the queryHandle and without environment (or with environment \"{alias}\")",
+            ctx.environment.alias
+        )));
+    }
+    let Some(environment) = registry.get(alias) else {
+        return Err(ToolError::Refused(format!(
+            "this queryHandle belongs to the environment `{alias}`, which this server no longer serves: \
+             run the statement again with execute_dql"
+        )));
+    };
+    if !environment.allows(&ctx.principal) {
+        return Err(ToolError::Refused(format!(
+            "this queryHandle belongs to the environment `{alias}`, which your credential does not allow"
+        )));
+    }
+    ctx.record.environment(alias);
+    Ok(ctx.in_environment(environment.clone(), false))
+}
+
 fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: String) -> String {
     ctx.state.signer.issue(
         HANDLE_KIND,
@@ -325,6 +374,7 @@ fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: St
             n: limit,
             s: scopes,
             p: ctx.principal.binding(),
+            e: ctx.environment.alias.clone(),
         },
         HANDLE_TTL,
     )

@@ -254,7 +254,7 @@ async fn run_find_by_name(
     }
     let mut text = render_entities(
         &entities,
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
         format!(
             "{} entit{} found{}:\n",
             entities.len(),
@@ -445,7 +445,7 @@ async fn run_list_tags(ctx: ToolContext, params: ListTagsParams) -> Result<ToolO
                 format!(" on {node} entities")
             }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for k in &keys {
         let shown: Vec<String> = k
@@ -544,7 +544,7 @@ async fn run_find_by_tag(
     }
     let text = render_entities(
         &entities,
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
         format!(
             "{} entit{} with tag \"{tag}\"{}:\n",
             entities.len(),

@@ -71,3 +71,116 @@ async fn run(ctx: ToolContext, _params: Params) -> Result<ToolOutput, ToolError>
     text.push_str("\nThe credentials work: other tools can query this environment.");
     Ok(ToolOutput::text(text).with_structured(&output))
 }
+
+/// `list_environments` takes no parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOutput {
+    /// The environments this caller may use, the default first.
+    pub environments: Vec<EnvironmentEntry>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentEntry {
+    /// Pass as `environment` to other tools.
+    pub alias: String,
+    /// The environment's platform URL.
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The environment tools use when `environment` is absent.
+    pub default: bool,
+    /// Whether the environment answered just now with the credential this caller's calls use.
+    pub reachable: bool,
+    /// The environment (tenant) id it reported, when reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    /// Why it is not reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+pub fn list_definition() -> ToolDef {
+    ToolDef::new::<ListParams, _, _>(
+        "list_environments",
+        "List Environments",
+        "List the Dynatrace environments this server can query: each one's alias (pass it as \
+         `environment` to the other tools), URL, description, whether it is the default, and whether \
+         it answers right now with your credentials.",
+        Annotations::READ,
+        list,
+    )
+    .with_output::<ListOutput>()
+    .without_environment()
+}
+
+/// How long one environment may take to answer the reachability check.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn list(ctx: ToolContext, _params: ListParams) -> Result<ToolOutput, ToolError> {
+    let environments = &ctx.state.environments;
+    let default = environments.default_environment().alias.clone();
+    let allowed: Vec<_> = environments
+        .iter()
+        .filter(|e| e.allows(&ctx.principal))
+        .cloned()
+        .collect();
+    if allowed.is_empty() {
+        return Err(ToolError::Refused(format!(
+            "your credential allows none of this server's environments ({}); ask the operator for an environment's scope",
+            environments.aliases()
+        )));
+    }
+    let deadline = ctx.deadline.min(crate::deadline::Deadline::after(PROBE_TIMEOUT));
+    let probes = allowed.iter().map(|environment| {
+        let view = ctx.in_environment(environment.clone(), true);
+        async move { view.dynatrace.environment_info(deadline).await }
+    });
+    let answers = futures::future::join_all(probes).await;
+    let mut entries = Vec::with_capacity(allowed.len());
+    let mut text = format!("{} Dynatrace environments:\n", allowed.len());
+    for (environment, answer) in allowed.iter().zip(answers) {
+        let (reachable, environment_id, problem) = match answer {
+            Ok(info) => (true, Some(info.environment_id), None),
+            Err(e) => (false, None, Some(e.to_string())),
+        };
+        let entry = EnvironmentEntry {
+            alias: environment.alias.clone(),
+            url: environment.url().base().to_string(),
+            description: environment.description.clone(),
+            default: environment.alias == default,
+            reachable,
+            environment_id,
+            problem,
+        };
+        text.push_str(&format!(
+            "- {}{}: {}{} — {}\n",
+            entry.alias,
+            if entry.default { " (default)" } else { "" },
+            entry.url,
+            entry
+                .description
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            match (&entry.environment_id, &entry.problem) {
+                (Some(id), _) => format!("reachable, environment id {id}"),
+                (None, Some(problem)) => format!("NOT reachable: {problem}"),
+                (None, None) => "NOT reachable".to_string(),
+            }
+        ));
+        entries.push(entry);
+    }
+    text.push_str(
+        "Pass an alias as `environment` to any tool; list_problems, list_vulnerabilities, execute_dql, \
+         find_entity_by_name and get_environment_info also take \"*\" or a list of aliases to ask several at once.",
+    );
+    Ok(ToolOutput::text(text).with_structured(&ListOutput {
+        environments: entries,
+    }))
+}

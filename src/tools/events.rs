@@ -142,7 +142,7 @@ async fn run_kubernetes(
             events.len(),
             if has_more { " (more matched)" } else { "" }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for e in &events {
         let place: Vec<String> = ["k8s.cluster.name", "k8s.namespace.name", "k8s.pod.name"]
@@ -251,7 +251,7 @@ async fn run_exceptions(
             exceptions.len(),
             if has_more { " (more matched)" } else { "" }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for e in &exceptions {
         listing.push(&format!(

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Deadline;
 use crate::dynatrace::{DynatraceClient, DynatraceError};
+use crate::environments::Environment;
 use crate::identity::audit::CallRecord;
 use crate::identity::{Principal, ToolGroup};
 use crate::startup::AppState;
@@ -44,9 +45,16 @@ pub struct ToolContext {
     pub state: Arc<AppState>,
     /// Who is calling.
     pub principal: Arc<Principal>,
-    /// The Dynatrace client as this caller: its own token when it sent one, its name in
-    /// `dt-client-context`.
+    /// The environment this call works on (the default one unless the call named another).
+    pub environment: Arc<Environment>,
+    /// Whether the call named its environment (`environment`), rather than taking the default:
+    /// a query handle then must belong to it.
+    pub explicit_environment: bool,
+    /// The Dynatrace client of that environment as this caller: its own token when it sent one,
+    /// its name in `dt-client-context`.
     pub dynatrace: Arc<DynatraceClient>,
+    /// Bytes this call's text may take (`MCP_RESULT_MAX_BYTES`, shared out in a fan-out).
+    pub result_budget: usize,
     /// When the answer must be on its way back to the client.
     pub deadline: Deadline,
     /// Cancelled when the client gave up on this call (disconnect, `notifications/cancelled`).
@@ -63,19 +71,41 @@ impl ToolContext {
         deadline: Deadline,
         cancel: CancellationToken,
     ) -> Self {
-        let dynatrace = Arc::new(state.dynatrace.for_caller(
-            principal.dynatrace_token.as_ref().map(|t| t.secret()),
-            principal.client_context(),
-        ));
+        let environment = state.environments.default_environment().clone();
+        let dynatrace = Arc::new(caller_view(&environment, &principal, true));
         Self {
+            result_budget: state.settings.result_budget_bytes,
             state,
             principal,
+            environment,
+            explicit_environment: false,
             dynatrace,
             deadline,
             cancel,
             record: Arc::default(),
         }
     }
+
+    /// The same call in the environment `environment`.
+    pub fn in_environment(&self, environment: Arc<Environment>, explicit: bool) -> Self {
+        let default = Arc::ptr_eq(&environment, self.state.environments.default_environment());
+        Self {
+            dynatrace: Arc::new(caller_view(&environment, &self.principal, default)),
+            environment,
+            explicit_environment: explicit,
+            ..self.clone()
+        }
+    }
+}
+
+/// `environment`'s client as `principal`: with the caller's own token for it, when it sent one.
+fn caller_view(environment: &Environment, principal: &Principal, default: bool) -> DynatraceClient {
+    environment.client.for_caller(
+        principal
+            .token_for(&environment.alias, default)
+            .map(|t| t.secret()),
+        principal.client_context(),
+    )
 }
 
 /// A successful tool answer: a concise text block for the model, and optionally the same data as
@@ -148,6 +178,10 @@ pub struct ToolDef {
     pub annotations: Annotations,
     /// The scope group that unlocks this tool.
     pub group: ToolGroup,
+    /// Takes `environment` (every tool but `list_environments`).
+    pub takes_environment: bool,
+    /// May ask several environments at once (`environment: "*"` or a list of aliases).
+    pub fans_out: bool,
     handler: Handler,
 }
 
@@ -189,7 +223,79 @@ impl ToolDef {
             output_schema: None,
             annotations,
             group: ToolGroup::Read,
+            takes_environment: true,
+            fans_out: false,
             handler,
+        }
+    }
+
+    /// A tool that works on the registry itself, not on one environment (`list_environments`).
+    pub fn without_environment(mut self) -> Self {
+        self.takes_environment = false;
+        self
+    }
+
+    /// Publishes `environment` in the input schema: an enum of the aliases, each described; for a
+    /// tool that fans out, also `"*"` and a list of aliases, and an output schema that admits the
+    /// merged answer. Only called with more than one environment, so a single environment's
+    /// schemas stay exactly as the Go server's.
+    fn publish_environments(&mut self, environments: &[crate::environments::EnvironmentSpec]) {
+        if !self.takes_environment {
+            return;
+        }
+        let aliases: Vec<Value> = environments.iter().map(|e| Value::from(e.alias.clone())).collect();
+        let described: Vec<String> = environments
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut line = format!("`{}`", e.alias);
+                if let Some(d) = &e.description {
+                    line.push_str(&format!(": {d}"));
+                }
+                if i == 0 {
+                    line.push_str(" (default)");
+                }
+                line
+            })
+            .collect();
+        let mut description = format!(
+            "The Dynatrace environment to use: {}. When absent, `{}`.",
+            described.join("; "),
+            environments[0].alias
+        );
+        let schema = if self.fans_out {
+            description.push_str(
+                " \"*\" (every environment) or a list of aliases asks them all at once; the answer is \
+                 labelled by environment, and one that fails is reported beside the others.",
+            );
+            let mut with_all = aliases.clone();
+            with_all.push(Value::from("*"));
+            serde_json::json!({
+                "description": description,
+                "anyOf": [
+                    {"type": "string", "enum": with_all},
+                    {"type": "array", "items": {"type": "string", "enum": aliases}, "minItems": 1, "uniqueItems": true}
+                ]
+            })
+        } else {
+            serde_json::json!({"type": "string", "enum": aliases, "description": description})
+        };
+        let mut input = (*self.input_schema).clone();
+        if let Some(Value::Object(properties)) = input.get_mut("properties") {
+            properties.insert("environment".into(), schema);
+        }
+        self.input_schema = Arc::new(input);
+        if self.fans_out
+            && let Some(single) = &self.output_schema
+        {
+            let merged = serde_json::json!({
+                "type": "object",
+                "description": "One environment's answer, or, when several were asked, each one's labelled by alias.",
+                "anyOf": [Value::Object((**single).clone()), fan_out_schema(single)]
+            });
+            self.output_schema = Some(Arc::new(
+                merged.as_object().expect("an object").clone(),
+            ));
         }
     }
 
@@ -208,6 +314,40 @@ impl ToolDef {
         (self.handler)(ctx, args).await
     }
 }
+
+/// The `structuredContent` of a fan-out: each environment's answer (`single`) or error.
+fn fan_out_schema(single: &JsonObject) -> Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "environments": {
+                "type": "array",
+                "description": "One entry per environment asked, in the order asked.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "environment": {"type": "string", "description": "The alias."},
+                        "status": {"type": "string", "enum": ["ok", "error"]},
+                        "result": Value::Object(single.clone()),
+                        "error": {"type": "string", "description": "Why this environment gave no answer."},
+                        "elapsedMs": {"type": "integer", "minimum": 0}
+                    },
+                    "required": ["environment", "status"]
+                }
+            }
+        },
+        "required": ["environments"]
+    })
+}
+
+/// The tools that may ask several environments at once.
+const FAN_OUT_TOOLS: &[&str] = &[
+    "get_environment_info",
+    "list_problems",
+    "list_vulnerabilities",
+    "execute_dql",
+    "find_entity_by_name",
+];
 
 /// Deserializes arguments, turning serde's message into one that names the argument.
 fn parse_arguments<P: DeserializeOwned>(args: JsonObject) -> Result<P, ToolError> {
@@ -333,8 +473,11 @@ impl Registry {
 /// Builds the registry once at start-up: reads always; the Davis tools with
 /// `DT_ENABLE_DAVIS_COPILOT`; the tools that change things only with `DT_ENABLE_WRITE_TOOLS`.
 pub fn registry(settings: &crate::config::Settings) -> Registry {
-    let mut tools = vec![
-        environment::definition(),
+    let mut tools = vec![environment::definition()];
+    if settings.registry {
+        tools.push(environment::list_definition());
+    }
+    tools.extend([
         problems::list_definition(),
         problems::details_definition(),
         security::list_vulnerabilities_definition(),
@@ -351,7 +494,7 @@ pub fn registry(settings: &crate::config::Settings) -> Registry {
         documents::find_definition(),
         budget::get_definition(),
         budget::reset_definition(),
-    ];
+    ]);
     if settings.enable_davis_copilot {
         tools.extend(
             [
@@ -376,6 +519,12 @@ pub fn registry(settings: &crate::config::Settings) -> Registry {
             ]
             .map(|t| t.in_group(ToolGroup::Write)),
         );
+    }
+    for tool in &mut tools {
+        tool.fans_out = FAN_OUT_TOOLS.contains(&tool.name);
+        if settings.environments.len() > 1 {
+            tool.publish_environments(&settings.environments);
+        }
     }
     Registry { tools }
 }

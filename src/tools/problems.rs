@@ -226,7 +226,7 @@ async fn run_list(ctx: ToolContext, params: ListParams) -> Result<ToolOutput, To
                 ""
             }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for p in &problems {
         let mut line = format!(

@@ -156,7 +156,7 @@ async fn run(ctx: ToolContext, params: Params) -> Result<ToolOutput, ToolError> 
             },
             if has_more { ", more matched" } else { "" }
         ),
-        ctx.state.settings.result_budget_bytes / 2,
+        ctx.result_budget / 2,
     );
     for v in &vulnerabilities {
         let cves = if v.cves.is_empty() {
