@@ -219,9 +219,20 @@ impl Source {
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
                 serde_json::Value::Null => continue,
-                // The registry may be stored as an object rather than a string holding one.
-                object @ serde_json::Value::Object(_) if key == "DT_ENVIRONMENTS" => {
-                    object.to_string()
+                // The registry may be stored as an object rather than a string holding one; its
+                // text is taken as written, since the order of its aliases matters (the first is
+                // the default) and a parsed map sorts them.
+                serde_json::Value::Object(_) if key == "DT_ENVIRONMENTS" => {
+                    #[derive(serde::Deserialize)]
+                    struct Registry<'a> {
+                        #[serde(rename = "DT_ENVIRONMENTS", borrow)]
+                        registry: &'a serde_json::value::RawValue,
+                    }
+                    serde_json::from_str::<Registry>(secret_json)
+                        .map(|r| r.registry.get().to_string())
+                        .map_err(|_| {
+                            ConfigError::new("DT_ENVIRONMENTS (in secret)", "must be a JSON object")
+                        })?
                 }
                 _ => {
                     return Err(ConfigError::new(
@@ -578,7 +589,10 @@ impl Settings {
                         "only applies with DT_ENVIRONMENTS (several environments); remove it, or configure DT_ENVIRONMENTS",
                     ));
                 }
-                (vec![single_environment(source, passthrough_required)?], false)
+                (
+                    vec![single_environment(source, passthrough_required)?],
+                    false,
+                )
             }
         };
         if passthrough_required && source.get("MCP_SIGNING_KEY").is_none() {
@@ -1291,6 +1305,27 @@ mod tests {
                 .map(|t| t.expose_secret().to_string()),
             Some("a-long-enough-auth-token".to_string())
         );
+    }
+
+    #[test]
+    fn a_registry_in_the_secret_keeps_its_order_as_an_object_or_a_string() {
+        let registry = r#"{"zeta": {"url": "https://z.apps.dynatrace.com", "platformToken": "dt0s16.Z"},
+                           "alpha": {"url": "https://a.apps.dynatrace.com", "platformToken": "dt0s16.A"}}"#;
+        for secret in [
+            format!(r#"{{"DT_ENVIRONMENTS": {registry}}}"#),
+            format!(
+                r#"{{"DT_ENVIRONMENTS": {}}}"#,
+                serde_json::Value::from(registry)
+            ),
+        ] {
+            let mut src = Source::default();
+            src.overlay_secret(&secret).unwrap();
+            let s = Settings::from_source(&src, FrontDoor::Http).unwrap();
+            let aliases: Vec<_> = s.environments.iter().map(|e| e.alias.as_str()).collect();
+            assert_eq!(aliases, ["zeta", "alpha"], "the first alias is the default");
+            assert!(s.registry);
+            assert_eq!(s.environment.base(), "https://z.apps.dynatrace.com");
+        }
     }
 
     #[test]

@@ -190,7 +190,10 @@ pub fn parse_registry(
             ));
             continue;
         }
-        if entries[..index].iter().any(|(a, _)| a.eq_ignore_ascii_case(alias)) {
+        if entries[..index]
+            .iter()
+            .any(|(a, _)| a.eq_ignore_ascii_case(alias))
+        {
             problems.push(format!("{alias}: the alias is given twice"));
             continue;
         }
@@ -608,21 +611,22 @@ impl Environments {
                 HttpClient::with_proxy((!pem.is_empty()).then_some(&pem[..]), spec.proxy.as_ref())
                     .map_err(|e| anyhow::anyhow!("DT_ENVIRONMENTS: {}: {e}", spec.alias))?
             };
-            let sso = spec.sso_url.clone().unwrap_or_else(|| settings.sso_url.clone());
+            let sso = spec
+                .sso_url
+                .clone()
+                .unwrap_or_else(|| settings.sso_url.clone());
             let tokens = Arc::new(TokenProvider::new(http.clone(), sso));
-            let client = DynatraceClient::new(
-                http,
-                spec.url.clone(),
-                spec.credentials().cloned(),
-                tokens,
-            )
-            .with_background(background.clone());
+            let client =
+                DynatraceClient::new(http, spec.url.clone(), spec.credentials().cloned(), tokens)
+                    .with_background(background.clone());
             list.push(Arc::new(Environment {
                 alias: spec.alias.clone(),
                 description: spec.description.clone(),
                 client: Arc::new(client),
                 budget: GrailBudget {
-                    limit_bytes: spec.grail_budget_bytes.unwrap_or(settings.grail_budget_bytes),
+                    limit_bytes: spec
+                        .grail_budget_bytes
+                        .unwrap_or(settings.grail_budget_bytes),
                     user_limit_bytes: settings.grail_user_budget_bytes,
                 },
                 scope: spec.scope.clone(),
@@ -710,7 +714,9 @@ mod tests {
             specs[1].credential,
             CredentialSpec::Inline(Credentials::OAuth { .. })
         ));
-        assert!(matches!(&specs[2].credential, CredentialSpec::Secret(id) if id == "mcp/dynatrace-dev"));
+        assert!(
+            matches!(&specs[2].credential, CredentialSpec::Secret(id) if id == "mcp/dynatrace-dev")
+        );
         assert_eq!(specs[2].grail_budget_bytes, Some(Some(50_000_000_000)));
         assert_eq!(specs[2].scope.as_deref(), Some("mcp/env.dev"));
     }
@@ -751,7 +757,10 @@ mod tests {
         let error = parse_registry(raw, &context()).unwrap_err();
         let text = error.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.iter().all(|l| l.starts_with("DT_ENVIRONMENTS: ")), "{text}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("DT_ENVIRONMENTS: ")),
+            "{text}"
+        );
         for (alias, needle) in [
             ("prod", "classic (Gen2) API host"),
             ("staging", "missing accountUrn"),
@@ -786,7 +795,8 @@ mod tests {
             passthrough_required: true,
             ..context()
         };
-        let specs = parse_registry(r#"{"p": {"url": "https://p.apps.dynatrace.com"}}"#, &ctx).unwrap();
+        let specs =
+            parse_registry(r#"{"p": {"url": "https://p.apps.dynatrace.com"}}"#, &ctx).unwrap();
         assert!(matches!(specs[0].credential, CredentialSpec::None));
         let error = parse_registry(
             r#"{"p": {"url": "https://p.apps.dynatrace.com", "platformToken": "t"}}"#,
@@ -813,7 +823,9 @@ mod tests {
             credential_from_secret(
                 &spec,
                 "s",
-                &secret(r#"{"oauthClientId": "i", "oauthClientSecret": "s3cr3t", "accountUrn": "urn:dtaccount:9"}"#)
+                &secret(
+                    r#"{"oauthClientId": "i", "oauthClientSecret": "s3cr3t", "accountUrn": "urn:dtaccount:9"}"#
+                )
             ),
             Ok(Credentials::OAuth { .. })
         ));
@@ -823,7 +835,10 @@ mod tests {
             &secret(r#"{"DT_ENVIRONMENT": "https://other.apps.dynatrace.com", "DT_PLATFORM_TOKEN": "dt0s16.SECRET"}"#),
         )
         .unwrap_err();
-        assert!(wrong.contains("dev: secret `s`: names the environment"), "{wrong}");
+        assert!(
+            wrong.contains("dev: secret `s`: names the environment"),
+            "{wrong}"
+        );
         assert!(!wrong.contains("SECRET\""));
         let empty = credential_from_secret(&spec, "s", &secret("{}")).unwrap_err();
         assert!(empty.contains("holds no credential"));

@@ -127,8 +127,11 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+        // One line per problem (a registry reports all of its problems at once).
         Err(e) => {
-            eprintln!("dynatrace-mcp: {e:#}");
+            for line in format!("{e:#}").lines() {
+                eprintln!("dynatrace-mcp: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -155,7 +158,20 @@ async fn load(
             tracing::warn!(keys = ?unknown, "the secret has keys this server does not use; check their spelling");
         }
     }
-    let settings = Settings::from_source(&source, front_door)?;
+    let mut settings = Settings::from_source(&source, front_door)?;
+    if settings.environments.iter().any(|e| {
+        matches!(
+            e.credential,
+            dynatrace_mcp::environments::CredentialSpec::Secret(_)
+        )
+    }) {
+        let started = std::time::Instant::now();
+        settings.resolve_environment_secrets().await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read the environments' secrets from Secrets Manager"
+        );
+    }
     log.set_level(settings.log_level, settings.identity.audit);
     tracing::info!(settings = ?settings.summary(), version = dynatrace_mcp::VERSION, "configuration loaded");
     Ok((settings, log))
@@ -209,7 +225,10 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
     let limits = serve_limits(&settings);
     let grace = settings.shutdown_grace;
     let state = startup::build_state(settings)?;
-    let (stopping, background) = (state.stopping.clone(), state.environments.background().clone());
+    let (stopping, background) = (
+        state.stopping.clone(),
+        state.environments.background().clone(),
+    );
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
@@ -364,7 +383,10 @@ async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyhow::R
             registry.push_str(&format!(
                 "{}:{}",
                 serde_json::Value::from(alias),
-                tenant.registry_entry(&format!("{description} (tenant {})", tenant.environment_id()))
+                tenant.registry_entry(&format!(
+                    "{description} (tenant {})",
+                    tenant.environment_id()
+                ))
             ));
         }
         registry.push('}');
@@ -439,7 +461,10 @@ async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyhow::R
             )
         }
     );
-    let (stopping, background) = (state.stopping.clone(), state.environments.background().clone());
+    let (stopping, background) = (
+        state.stopping.clone(),
+        state.environments.background().clone(),
+    );
     serve_until_signal(
         listener,
         http::router(state, options),

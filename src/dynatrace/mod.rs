@@ -51,8 +51,11 @@ impl HttpClient {
     ) -> anyhow::Result<Arc<Self>> {
         let proxy = proxy
             .map(|url| {
-                reqwest::Proxy::all(url.as_str())
-                    .map_err(|_| anyhow::anyhow!("proxy: expected a proxy URL such as http://proxy.internal:3128"))
+                reqwest::Proxy::all(url.as_str()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "proxy: expected a proxy URL such as http://proxy.internal:3128"
+                    )
+                })
             })
             .transpose()?;
         let extra_roots = match extra_ca_pem {

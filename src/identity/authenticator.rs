@@ -290,14 +290,19 @@ impl Authenticator {
         }
         if values.next().is_some() {
             return Err(Rejection::BadCallerToken(
-                "send X-Dynatrace-Tokens once, with every alias in it: alias=token;alias2=token2".into(),
+                "send X-Dynatrace-Tokens once, with every alias in it: alias=token;alias2=token2"
+                    .into(),
             ));
         }
         let raw = value.to_str().map_err(|_| {
             Rejection::BadCallerToken("X-Dynatrace-Tokens must be plain ASCII".into())
         })?;
         let mut tokens: Vec<(String, CallerToken)> = Vec::new();
-        for pair in raw.split([';', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+        for pair in raw
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let Some((alias, token)) = pair.split_once('=') else {
                 return Err(Rejection::BadCallerToken(
                     "X-Dynatrace-Tokens must be alias=token pairs separated by ';' (e.g. prod=dt0s16.…;staging=dt0s16.…)"

@@ -257,7 +257,8 @@ fn merge(def: &ToolDef, ctx: &ToolContext, parts: Vec<Part>) -> Result<ToolOutpu
         match &part.outcome {
             Ok(output) => {
                 text.push_str(&format!("\n=== environment {label} ===\n{}\n", output.text));
-                let mut entry = json!({"environment": alias, "status": "ok", "elapsedMs": elapsed_ms});
+                let mut entry =
+                    json!({"environment": alias, "status": "ok", "elapsedMs": elapsed_ms});
                 if let Some(structured) = &output.structured {
                     entry["result"] = structured.clone();
                 }

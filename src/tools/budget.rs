@@ -46,6 +46,15 @@ pub fn deployment_key(alias: &str) -> String {
     }
 }
 
+/// " in the environment `prod`" when the server has several environments (each its own budget).
+fn in_environment(ctx: &ToolContext) -> String {
+    if ctx.state.environments.len() > 1 {
+        format!(" in the environment `{}`", ctx.environment.alias)
+    } else {
+        String::new()
+    }
+}
+
 fn user_key(ctx: &ToolContext, now: u64) -> String {
     let alias = &ctx.environment.alias;
     if alias == crate::environments::DEFAULT_ALIAS {
@@ -86,7 +95,11 @@ pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
     let user_key = user_key(ctx, now);
     let deployment = async {
         match budget.limit_bytes {
-            Some(_) => Some(store.get(&deployment_key(&ctx.environment.alias), ctx.deadline).await),
+            Some(_) => Some(
+                store
+                    .get(&deployment_key(&ctx.environment.alias), ctx.deadline)
+                    .await,
+            ),
             None => None,
         }
     };
@@ -101,8 +114,9 @@ pub async fn check(ctx: &ToolContext) -> Result<(), ToolError> {
         match count {
             Ok(count) if count.amount >= limit => {
                 return Err(ToolError::Refused(format!(
-                    "the Grail query budget of this deployment is used up: its queries scanned {} of {} allowed. {} \
+                    "the Grail query budget of this deployment{} is used up: its queries scanned {} of {} allowed. {} \
                      Queries that scan less (shorter timeframe, filters first) stretch the budget",
+                    in_environment(ctx),
                     human_bytes(count.amount),
                     human_bytes(limit),
                     reset_advice(ctx)
@@ -143,7 +157,15 @@ pub async fn record(ctx: &ToolContext, scanned: u64) {
     // Without a limit nothing is counted in a shared table (no cost for a number nobody reads);
     // the in-memory count is kept for get_grail_budget.
     if budget.limit_bytes.is_some() || store.name() == "memory" {
-        match store.add(&deployment_key(&ctx.environment.alias), scanned, None, deadline).await {
+        match store
+            .add(
+                &deployment_key(&ctx.environment.alias),
+                scanned,
+                None,
+                deadline,
+            )
+            .await
+        {
             Ok(count) => totals.deployment = Some(count),
             Err(e) => {
                 let _ = on_failure(ctx, &e, "this query's scanned bytes were not counted");
@@ -188,7 +210,13 @@ pub fn note(ctx: &ToolContext) -> Option<String> {
     let deployment = budget
         .limit_bytes
         .zip(totals.deployment)
-        .and_then(|(limit, count)| warn(count.amount, limit, "this deployment's queries have"));
+        .and_then(|(limit, count)| {
+            warn(
+                count.amount,
+                limit,
+                &format!("this deployment's queries{} have", in_environment(ctx)),
+            )
+        });
     let user = budget
         .user_limit_bytes
         .zip(totals.user)
@@ -284,6 +312,14 @@ async fn status(ctx: &ToolContext) -> Result<Output, ToolError> {
     })
 }
 
+/// Which environment's budget an answer is about, when there are several.
+fn environment_line(ctx: &ToolContext) -> String {
+    match in_environment(ctx) {
+        e if e.is_empty() => e,
+        e => format!("\n(This is the budget{e}; each environment has its own.)"),
+    }
+}
+
 fn describe(output: &Output) -> String {
     let whose = if output.shared {
         "this deployment (every instance)"
@@ -333,7 +369,8 @@ pub fn get_definition() -> ToolDef {
         Annotations { open_world: false, ..Annotations::READ },
         |ctx: ToolContext, _params: Params| async move {
             let output = status(&ctx).await?;
-            Ok(ToolOutput::text(describe(&output)).with_structured(&output))
+            Ok(ToolOutput::text(format!("{}{}", describe(&output), environment_line(&ctx)))
+                .with_structured(&output))
         },
     )
     .with_output::<Output>()

@@ -81,6 +81,16 @@ pub async fn check(
 ) -> Result<Confirmation, ToolError> {
     let signer = &ctx.state.signer;
     let expected = hash(tool, &planned);
+    // With several environments, the preview says which one the action is for.
+    let action = if ctx.state.environments.len() > 1 {
+        format!(
+            "{action} in the environment `{}` ({})",
+            ctx.environment.alias,
+            ctx.environment.url().base()
+        )
+    } else {
+        action
+    };
     let ttl = ctx.state.settings.confirmation_ttl;
     let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
         let expires_at = now_secs() + ttl.as_secs();

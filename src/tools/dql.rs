@@ -267,11 +267,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
             }
             None => statement.to_string(),
         };
-        let max_bytes = grail_byte_limit(
-            size_mb,
-            fields.is_empty(),
-            ctx.result_budget,
-        );
+        let max_bytes = grail_byte_limit(size_mb, fields.is_empty(), ctx.result_budget);
         // One more than asked for tells whether more records exist.
         let (run, scopes) = start_query(&ctx, query, u64::from(limit) + 1, max_bytes).await?;
         (run, limit, scopes)

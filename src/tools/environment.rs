@@ -136,7 +136,9 @@ async fn list(ctx: ToolContext, _params: ListParams) -> Result<ToolOutput, ToolE
             environments.aliases()
         )));
     }
-    let deadline = ctx.deadline.min(crate::deadline::Deadline::after(PROBE_TIMEOUT));
+    let deadline = ctx
+        .deadline
+        .min(crate::deadline::Deadline::after(PROBE_TIMEOUT));
     let probes = allowed.iter().map(|environment| {
         let view = ctx.in_environment(environment.clone(), true);
         async move { view.dynatrace.environment_info(deadline).await }

@@ -243,7 +243,10 @@ impl ToolDef {
         if !self.takes_environment {
             return;
         }
-        let aliases: Vec<Value> = environments.iter().map(|e| Value::from(e.alias.clone())).collect();
+        let aliases: Vec<Value> = environments
+            .iter()
+            .map(|e| Value::from(e.alias.clone()))
+            .collect();
         let described: Vec<String> = environments
             .iter()
             .enumerate()
@@ -293,9 +296,7 @@ impl ToolDef {
                 "description": "One environment's answer, or, when several were asked, each one's labelled by alias.",
                 "anyOf": [Value::Object((**single).clone()), fan_out_schema(single)]
             });
-            self.output_schema = Some(Arc::new(
-                merged.as_object().expect("an object").clone(),
-            ));
+            self.output_schema = Some(Arc::new(merged.as_object().expect("an object").clone()));
         }
     }
 

@@ -49,6 +49,7 @@
 //   operator     operator-secret     dynatrace:read dynatrace:davis dynatrace:write
 //   none         none-secret         nothing (its tokens carry no scope claim)
 //   shortlived   shortlived-secret   all three, tokens expire after 2 s
+//   prodonly     prodonly-secret     dynatrace:read dynatrace:env.prod (the environment scope of one alias)
 //   e.g. curl -s -u operator:operator-secret -d grant_type=client_credentials \
 //          -d 'scope=dynatrace:read dynatrace:davis dynatrace:write' \
 //          -d resource=http://127.0.0.1:4000/mcp http://127.0.0.1:PORT/token
@@ -120,6 +121,8 @@ try {
 }
 
 const DT_SCOPES = ['dynatrace:read', 'dynatrace:davis', 'dynatrace:write'];
+// Per-environment access (DT_ENVIRONMENTS entries with "scope"): only client prodonly gets one.
+const ENV_SCOPES = ['dynatrace:env.prod', 'dynatrace:env.staging'];
 const HOUR = 3600;
 // client id -> [secret, scopes it may get, access token lifetime in seconds]
 const STATIC_CLIENTS = {
@@ -128,6 +131,7 @@ const STATIC_CLIENTS = {
   operator: ['operator-secret', DT_SCOPES, HOUR],
   none: ['none-secret', [], HOUR],
   shortlived: ['shortlived-secret', DT_SCOPES, 2],
+  prodonly: ['prodonly-secret', ['dynatrace:read', 'dynatrace:env.prod'], HOUR],
 };
 
 let keys = [];       // private JWKs, the signing key first
@@ -151,7 +155,7 @@ function makeProvider(issuer) {
     findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }), // any login name is an account
     cookies: { keys: cookieKeys },
     // dynatrace:* must be known scopes: the MCP SDK registers clients (DCR) with them in `scope`.
-    scopes: ['openid', 'offline_access', ...DT_SCOPES],
+    scopes: ['openid', 'offline_access', ...DT_SCOPES, ...ENV_SCOPES],
     clients: Object.entries(STATIC_CLIENTS).map(([id, [secret]]) => ({
       client_id: id,
       client_secret: secret,

@@ -54,6 +54,16 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, options: Options) -> Te
     for (k, v) in options.env {
         source.set(k, v.replace("{addr}", &addr.to_string()));
     }
+    serve_source(listener, sandbox, source).await
+}
+
+/// Serves with exactly `source`'s settings; `sandbox` is the tenant the test inspects first.
+pub async fn serve_source(
+    listener: tokio::net::TcpListener,
+    sandbox: Sandbox,
+    source: Source,
+) -> TestApp {
+    let addr = listener.local_addr().unwrap();
     let settings = Settings::from_source(&source, FrontDoor::Http).expect("valid settings");
     let shutdown = CancellationToken::new();
     let http_options =

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod catalog;
 mod davis;
+mod environments;
 mod faults;
 mod grail;
 mod hardening;

@@ -173,3 +173,78 @@ async fn a_malformed_secret_value_is_refused_without_echoing_it() {
     );
     assert!(!error.contains("VERYSECRET"), "{error}");
 }
+
+#[tokio::test]
+#[ignore = "needs moto_server: run scripts/test.sh"]
+async fn an_environment_reads_its_credential_from_its_own_secret() {
+    use dynatrace_mcp::sandbox::tenant_platform_token;
+    let moto = Moto::start().await;
+    let prod = Sandbox::start(SandboxConfig::tenant(1)).await.unwrap();
+    let dev = Sandbox::start(SandboxConfig::tenant(3)).await.unwrap();
+    create_secret(
+        &moto,
+        "mcp/dynatrace-dev",
+        &json!({"DT_PLATFORM_TOKEN": tenant_platform_token(3)}).to_string(),
+    )
+    .await;
+    // The registry as an object inside the main secret; dev's credential in a secret of its own.
+    let registry = format!(
+        "{{\"prod\": {}, \"dev\": {{\"url\": \"{}\", \"secretId\": \"mcp/dynatrace-dev\"}}}}",
+        prod.registry_entry("Production"),
+        dev.url()
+    );
+    let main = format!("{{\"DT_ENVIRONMENTS\": {registry}, \"MCP_AUTH_TOKEN\": \"{AUTH_TOKEN}\"}}");
+    create_secret(&moto, "mcp/dynatrace", &main).await;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let _server = command(&moto, "DT_SECRET_ID", "mcp/dynatrace")
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_environment_info", "arguments": {"environment": "*"}}});
+    let reply: serde_json::Value = http
+        .post(format!("{base}/mcp"))
+        .header("x-mcp-auth-token", AUTH_TOKEN)
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let parts = &reply["result"]["structuredContent"]["environments"];
+    assert_eq!(parts[0]["result"]["environmentId"], "sandbox1", "{reply}");
+    assert_eq!(parts[1]["result"]["environmentId"], "sandbox3", "{reply}");
+    assert!(
+        dev.requests()
+            .iter()
+            .all(|r| r.bearer.as_deref() == Some(tenant_platform_token(3).as_str()))
+    );
+
+    // An entry whose secret does not exist: start-up stops with a line naming the alias.
+    let broken = format!(
+        "{{\"DT_ENVIRONMENTS\": {{\"prod\": {}, \"qa\": {{\"url\": \"https://qa12345.apps.dynatrace.com\", \"secretId\": \"mcp/missing\"}}}}}}",
+        prod.registry_entry("Production")
+    );
+    create_secret(&moto, "mcp/broken", &broken).await;
+    let error = start_up_error(&moto, "DT_SECRET_ID", "mcp/broken").await;
+    assert!(
+        error.contains(
+            "DT_ENVIRONMENTS: qa: reading secret `mcp/missing` failed: ResourceNotFoundException"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains(&tenant_platform_token(1)), "{error}");
+}
