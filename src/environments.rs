@@ -77,7 +77,7 @@ impl fmt::Debug for CredentialSpec {
 }
 
 /// One configured environment, validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EnvironmentSpec {
     pub alias: String,
     pub url: DtEnvironment,
@@ -94,6 +94,31 @@ pub struct EnvironmentSpec {
     pub grail_budget_bytes: Option<Option<u64>>,
     /// The OAuth scope (or gateway claim scope) a caller needs to use it; `None`: every caller.
     pub scope: Option<String>,
+}
+
+impl fmt::Debug for EnvironmentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A proxy URL may carry a user and password: its host and port only.
+        let proxy = self.proxy.as_ref().map(|p| {
+            format!(
+                "{}://{}:{}",
+                p.scheme(),
+                p.host_str().unwrap_or_default(),
+                p.port_or_known_default().unwrap_or_default()
+            )
+        });
+        f.debug_struct("EnvironmentSpec")
+            .field("alias", &self.alias)
+            .field("url", &self.url.base())
+            .field("description", &self.description)
+            .field("credential", &self.credential)
+            .field("sso_url", &self.sso_url.as_ref().map(Url::as_str))
+            .field("ca_bundle", &self.ca_bundle)
+            .field("proxy", &proxy)
+            .field("grail_budget_bytes", &self.grail_budget_bytes)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl EnvironmentSpec {
@@ -779,6 +804,23 @@ mod tests {
         for secret in ["TOPSECRET", "SUPERSECRET", "ALSOSECRET"] {
             assert!(!text.contains(secret), "{text}");
         }
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let raw = r#"{"p": {"url": "https://p.apps.dynatrace.com", "oauthClientId": "dt0s02.ID",
+                            "oauthClientSecret": "CLIENTSECRET", "accountUrn": "urn:dtaccount:1",
+                            "proxy": "http://user:PROXYPASSWORD@proxy.internal:3128"}}"#;
+        let specs = parse_registry(raw, &context()).unwrap();
+        let debug = format!("{specs:?}");
+        assert!(
+            debug.contains("proxy.internal:3128") && debug.contains("dt0s02.ID"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("CLIENTSECRET") && !debug.contains("PROXYPASSWORD"),
+            "{debug}"
+        );
     }
 
     #[test]

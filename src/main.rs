@@ -66,6 +66,9 @@ enum Command {
         /// The DynamoDB table (MCP_STATE_TABLE).
         #[arg(long, env = "MCP_STATE_TABLE")]
         table: String,
+        /// The environment's alias, with several environments (DT_ENVIRONMENTS): each has its own budget.
+        #[arg(long)]
+        environment: Option<String>,
         #[command(subcommand)]
         action: BudgetAction,
     },
@@ -114,7 +117,11 @@ fn main() -> ExitCode {
                 latency_ms,
                 tenant,
             } => run_sandbox(port, latency_ms, tenant as usize).await,
-            Command::GrailBudget { table, action } => grail_budget(table, action).await,
+            Command::GrailBudget {
+                table,
+                environment,
+                action,
+            } => grail_budget(table, environment, action).await,
         }
     });
     match result {
@@ -503,18 +510,34 @@ async fn run_sandbox(port: u16, latency_ms: u64, tenant: usize) -> anyhow::Resul
     Ok(())
 }
 
-async fn grail_budget(table: String, action: BudgetAction) -> anyhow::Result<()> {
+async fn grail_budget(
+    table: String,
+    environment: Option<String>,
+    action: BudgetAction,
+) -> anyhow::Result<()> {
     use dynatrace_mcp::state::StateStore;
-    use dynatrace_mcp::tools::budget::DEPLOYMENT_KEY;
+    let key = match environment.as_deref() {
+        None => dynatrace_mcp::tools::budget::DEPLOYMENT_KEY.to_string(),
+        Some(alias) if dynatrace_mcp::environments::valid_alias(alias) => {
+            dynatrace_mcp::tools::budget::deployment_key(alias)
+        }
+        Some(_) => {
+            anyhow::bail!("--environment: expected an alias of DT_ENVIRONMENTS, such as prod")
+        }
+    };
+    let whose = match &environment {
+        Some(alias) => format!("the environment {alias}'s queries"),
+        None => "the deployment's queries".to_string(),
+    };
     let store = dynatrace_mcp::state::dynamodb::DynamoStore::new(table.clone());
     let deadline = dynatrace_mcp::deadline::Deadline::after(Duration::from_secs(10));
-    let count = store.get(DEPLOYMENT_KEY, deadline).await?;
+    let count = store.get(&key, deadline).await?;
     println!(
-        "table {table}: the deployment's queries scanned {} bytes in {} queries since the last reset",
+        "table {table}: {whose} scanned {} bytes in {} queries since the last reset",
         count.amount, count.events
     );
     if let BudgetAction::Reset = action {
-        store.reset(DEPLOYMENT_KEY, deadline).await?;
+        store.reset(&key, deadline).await?;
         println!("reset: the count is 0 for every instance");
     }
     Ok(())

@@ -197,8 +197,11 @@ async fn fan_out(
 ) -> Result<ToolOutput, ToolError> {
     let margin = merge_margin(ctx.deadline.remaining());
     let deadline = ctx.deadline.shortened_by(margin);
-    // Each part's text gets its share of the budget; the merged structure is fitted afterwards.
-    let share = (ctx.result_budget / environments.len()).max(4096);
+    // Each part gets its share of the result budget, for its text and its structured content, so the
+    // merged answer fits the budget without cutting whole environments out of it.
+    // (Less what labels each part in the merged structure: its alias, status and time.)
+    let n = environments.len();
+    let share = (ctx.result_budget.saturating_sub(256 + 128 * n) / n).max(1024);
     let parts = environments.iter().map(|environment| {
         let mut part = ctx.in_environment(environment.clone(), true);
         part.deadline = deadline;
@@ -227,10 +230,15 @@ async fn fan_out(
         }
     });
     let parts = futures::future::join_all(parts).await;
-    merge(def, &ctx, parts)
+    merge(def, &ctx, parts, share)
 }
 
-fn merge(def: &ToolDef, ctx: &ToolContext, parts: Vec<Part>) -> Result<ToolOutput, ToolError> {
+fn merge(
+    def: &ToolDef,
+    ctx: &ToolContext,
+    parts: Vec<Part>,
+    share: usize,
+) -> Result<ToolOutput, ToolError> {
     let failed = parts.iter().filter(|p| p.outcome.is_err()).count();
     let aliases: Vec<&str> = parts.iter().map(|p| p.environment.alias.as_str()).collect();
     let mut text = format!(
@@ -260,7 +268,13 @@ fn merge(def: &ToolDef, ctx: &ToolContext, parts: Vec<Part>) -> Result<ToolOutpu
                 let mut entry =
                     json!({"environment": alias, "status": "ok", "elapsedMs": elapsed_ms});
                 if let Some(structured) = &output.structured {
-                    entry["result"] = structured.clone();
+                    let mut structured = structured.clone();
+                    if let Some(note) = crate::tools::format::fit_structured(&mut structured, share)
+                    {
+                        text.push_str(&note);
+                        text.push('\n');
+                    }
+                    entry["result"] = structured;
                 }
                 entries.push(entry);
             }

@@ -130,6 +130,22 @@ async fn each_alias_reaches_only_its_tenant_with_only_its_credential() {
             text_of(&listed)
         );
     }
+    // Links in answers point into the environment that answered.
+    let merged = call(&t.app, "list_problems", json!({"environment": "*"})).await;
+    for (part, tenant) in merged["structuredContent"]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([t.prod(), &t.staging, &t.dev])
+    {
+        let problems = part["result"]["problems"].as_array().unwrap();
+        assert!(
+            problems.iter().all(|p| p["link"]
+                .as_str()
+                .is_some_and(|l| l.starts_with(&format!("{}/ui/apps/", tenant.url())))),
+            "{part}"
+        );
+    }
     // Without `environment`: the default (the first alias).
     let info = call(&t.app, "get_environment_info", json!({})).await;
     assert_eq!(info["structuredContent"]["environmentId"], "sandbox1");
@@ -674,4 +690,28 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
         "{dev}"
     );
     assert!(t.staging.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_fan_out_shares_the_result_budget_and_keeps_every_environment() {
+    let t = three(&[("MCP_RESULT_MAX_BYTES", "8192".into())]).await;
+    let merged = call(
+        &t.app,
+        "execute_dql",
+        json!({"environment": "*", "dqlStatement": "fetch logs | limit 500"}),
+    )
+    .await;
+    assert!(!is_error(&merged), "{merged}");
+    let structured = &merged["structuredContent"];
+    let parts = structured["environments"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "no environment is cut out: {structured}");
+    for part in parts {
+        assert_eq!(part["status"], "ok", "{part}");
+        assert!(
+            !part["result"]["records"].as_array().unwrap().is_empty(),
+            "{part}"
+        );
+    }
+    let size = structured.to_string().len();
+    assert!(size <= 8192, "structuredContent is {size} bytes");
 }
