@@ -127,6 +127,42 @@ async def exercise(label: str, make_target: Callable[[], Any], mode: str) -> Non
         check(f"{p} connection and calls completed", False, describe(e))
 
 
+async def exercise_environments(label: str, make_target: Callable[[], Any], mode: str) -> None:
+    """`demo --environments 3`: the published enum, a fan-out (its structuredContent validated by the client
+    against the published outputSchema), one named environment, and list_environments."""
+    p = f"[{label} {mode} 3 environments]"
+    try:
+        with anyio.fail_after(CALL_TIMEOUT_S * 3):
+            async with Client(make_target(), mode=mode) as c:
+                tools = {t.name: t for t in (await c.list_tools()).tools}
+                env = (tools["execute_dql"].input_schema.get("properties") or {}).get("environment") or {}
+                enum = (env.get("anyOf") or [{}])[0].get("enum")
+                check(f"{p} execute_dql publishes environment as an enum of the aliases and *",
+                      enum == ["prod", "staging", "dev", "*"], env)
+                check(f"{p} list_environments is listed", "list_environments" in tools, sorted(tools))
+
+                r = await c.call_tool("list_problems", {"environment": "*"})
+                parts = (r.structured_content or {}).get("environments") or []
+                check(f"{p} list_problems environment=*: three labelled answers, all ok",
+                      not r.is_error and [x.get("environment") for x in parts] == ["prod", "staging", "dev"]
+                      and all(x.get("status") == "ok" for x in parts),
+                      (r.is_error, parts[:1], text_of(r)[:200]))
+
+                r = await c.call_tool("get_environment_info", {"environment": "staging"})
+                check(f"{p} get_environment_info environment=staging reaches tenant sandbox2",
+                      (r.structured_content or {}).get("environmentId") == "sandbox2", text_of(r)[:200])
+
+                r = await c.call_tool("list_environments", {})
+                listed = (r.structured_content or {}).get("environments") or []
+                check(f"{p} list_environments: three, all reachable",
+                      [x.get("alias") for x in listed] == ["prod", "staging", "dev"]
+                      and all(x.get("reachable") for x in listed), listed)
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        check(f"{p} connection and calls completed", False, describe(e))
+
+
 def auth_target(url: str, headers: dict[str, str]) -> Callable[[], Any]:
     def make() -> Any:
         http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0))
@@ -188,6 +224,10 @@ async def main() -> int:
         params = StdioServerParameters(command=binary, args=["demo", "--stdio"], env={"MCP_LOG_LEVEL": "warn"})
         for mode in MODES:
             await exercise("stdio", lambda: stdio_client(params, errlog=errlog), mode)
+        several = StdioServerParameters(command=binary, args=["demo", "--stdio", "--environments", "3"],
+                                        env={"MCP_LOG_LEVEL": "warn"})
+        for mode in MODES:
+            await exercise_environments("stdio", lambda: stdio_client(several, errlog=errlog), mode)
 
     if args.auth_url:
         if not args.auth_token:

@@ -8,7 +8,8 @@
 #   - `BINARY demo` (MCP over HTTP against the built-in simulated tenant, no auth), and
 #   - `BINARY sandbox` + `BINARY serve` with MCP_AUTH_TOKEN set (for the auth checks),
 # then runs:
-#   1. the official Python `mcp` client (tests/clients/python_client.py): both protocol eras, HTTP and stdio, auth;
+#   1. the official Python `mcp` client (tests/clients/python_client.py): both protocol eras, HTTP and stdio, auth,
+#      and three simulated environments (`demo --stdio --environments 3`: enum, fan-out, list_environments);
 #   2. the MCP Inspector CLI: tools/list and tools/call over HTTP and stdio, tools/list with the auth header;
 #   3. the official conformance suite: `--requirements 2026-07-28` and the legacy-era (2025-11-25) transport
 #      scenarios, with the expected failures (missing test fixtures only) in tests/clients/conformance-baseline.yml;
