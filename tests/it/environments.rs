@@ -12,7 +12,7 @@ use dynatrace_mcp::config::Source;
 use dynatrace_mcp::sandbox::{QueryTiming, Sandbox, SandboxConfig, tenant_platform_token};
 use serde_json::{Value, json};
 
-use crate::helpers::{AUTH_TOKEN, TestApp, is_error, serve_source, text_of};
+use crate::helpers::{AUTH_TOKEN, TestApp, cut, is_error, serve_source, text_of};
 
 /// The server and its three tenants: prod (tenant 1, platform token), staging (tenant 2, OAuth
 /// client), dev (tenant 3, platform token).
@@ -714,4 +714,149 @@ async fn a_fan_out_shares_the_result_budget_and_keeps_every_environment() {
     }
     let size = structured.to_string().len();
     assert!(size <= 8192, "structuredContent is {size} bytes");
+}
+
+/// The real binary at trace level with a registry full of secrets: one environment answering, one
+/// with an OAuth client, one down behind a proxy with a password, a caller's own token for one;
+/// then a registry that fails validation. No secret appears in a log line or an answer.
+#[tokio::test]
+async fn no_registry_secret_reaches_a_log_line_or_an_answer() {
+    use crate::helpers::binary;
+    use crate::secret_scan::{needles, random_secret};
+    let platform = random_secret("dt0s16.");
+    let client_secret = random_secret("dt0s02.S.");
+    let down_token = random_secret("dt0s16.");
+    let proxy_password = random_secret("pw");
+    let caller = random_secret("dt0s16.");
+    let auth = random_secret("auth");
+    let mut prod = SandboxConfig::tenant(1);
+    prod.platform_tokens = vec![(platform.clone(), prod.client_scopes.clone())];
+    let prod = Sandbox::start(prod).await.unwrap();
+    let mut staging = SandboxConfig::tenant(2);
+    staging.client_secret = client_secret.clone();
+    let staging = Sandbox::start(staging).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let registry = format!(
+        "{{\"prod\": {{\"url\": \"{}\", \"platformToken\": \"{platform}\"}}, \"staging\": {}, \
+         \"dev\": {{\"url\": \"https://dev12345.apps.dynatrace.com\", \"platformToken\": \"{down_token}\", \
+         \"proxy\": \"http://mcp:{proxy_password}@{closed}\"}}}}",
+        prod.url(),
+        staging.registry_entry_oauth("Staging"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("dtmcp-env-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err_path = dir.join("stderr");
+    let mut child = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("DT_ENVIRONMENTS", &registry)
+        .env("MCP_AUTH_TOKEN", &auth)
+        .env("DT_TOKEN_PASSTHROUGH", "1")
+        .env("MCP_LOG_LEVEL", "trace")
+        .env("MCP_TOOL_TIMEOUT_SECONDS", "5")
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut answers = String::new();
+    let calls = [
+        ("list_problems", json!({"environment": "*"})),
+        ("get_environment_info", json!({"environment": "*"})),
+        ("list_environments", json!({})),
+        ("get_environment_info", json!({"environment": "dev"})),
+        (
+            "execute_dql",
+            json!({"environment": "staging", "dqlStatement": "fetch logs | limit 1"}),
+        ),
+    ];
+    for (name, arguments) in calls {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+        let text = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("x-mcp-auth-token", &auth)
+            .header("x-dynatrace-tokens", format!("staging={caller}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        answers.push_str(&text);
+    }
+    child.kill().await.unwrap();
+    let log = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        log.contains("tool call"),
+        "the audit lines were written: {}",
+        cut(&log, 500)
+    );
+    assert!(
+        answers.contains("FAILED"),
+        "dev's failure is reported: {}",
+        cut(&answers, 500)
+    );
+
+    // A registry that fails validation, every entry with a secret in it.
+    let bad = format!(
+        "{{\"a\": {{\"url\": \"https://a.live.dynatrace.com\", \"platformToken\": \"{platform}\"}}, \
+         \"b\": {{\"url\": \"https://b.apps.dynatrace.com\", \"oauthClientSecret\": \"{client_secret}\"}}, \
+         \"c\": {{\"url\": \"https://c.apps.dynatrace.com\", \"platformToken\": \"{down_token}\", \"proxy\": \"ftp://x:{proxy_password}@p\"}}}}"
+    );
+    let failed = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("DT_ENVIRONMENTS", &bad)
+        .env("MCP_LOG_LEVEL", "trace")
+        .arg("stdio")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!failed.status.success());
+    let startup = String::from_utf8_lossy(&failed.stderr).to_string();
+    let lines: Vec<&str> = startup
+        .lines()
+        .filter(|l| l.starts_with("dynatrace-mcp: DT_ENVIRONMENTS: "))
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per problem: {startup}");
+
+    for secret in [
+        &platform,
+        &client_secret,
+        &down_token,
+        &proxy_password,
+        &caller,
+        &auth,
+    ] {
+        for needle in needles(secret) {
+            for (what, text) in [("log", &log), ("answers", &answers), ("start-up", &startup)] {
+                assert!(
+                    !text.contains(&needle),
+                    "a piece of a secret ({needle}) is in the {what}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

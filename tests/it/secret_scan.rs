@@ -26,7 +26,7 @@ const SCAN_FAULTS: &[&str] = &[
     "SSO down",
 ];
 
-fn random_secret(prefix: &str) -> String {
+pub(crate) fn random_secret(prefix: &str) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     let body: String = (0..40)
@@ -262,7 +262,7 @@ async fn scan_run(level: &str, format: &str, credential: Credential, secrets: &S
 }
 
 /// What must not appear: the secret, every 12-character piece of it, its base64.
-fn needles(secret: &str) -> Vec<String> {
+pub(crate) fn needles(secret: &str) -> Vec<String> {
     let mut needles = vec![secret.to_string()];
     let chars: Vec<char> = secret.chars().collect();
     for window in chars.windows(12) {
