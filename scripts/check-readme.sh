@@ -22,19 +22,22 @@ demo_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
 grep -q "MCP server at http://127.0.0.1:$port/mcp" "$work/demo.out" || { cat "$work/demo.out" "$work/demo.err"; exit 1; }
 
-# Every command in a ```sh block that starts with `npx` or `curl` and talks to 127.0.0.1:3000,
-# with its backslash-continued lines joined.
-python3 - "$port" >"$work/commands.sh" <<'PY'
+# The commands in the README's ```sh blocks that start with one of PREFIXES and talk to HOSTPORT, with
+# their backslash-continued lines joined and HOSTPORT replaced by 127.0.0.1:PORT.
+readme_commands() {  # HOSTPORT PORT PREFIX...
+  python3 - "$@" <<'PY'
 import re, sys
-port = sys.argv[1]
+hostport, port, prefixes = sys.argv[1], sys.argv[2], tuple(p + " " for p in sys.argv[3:])
 text = open("README.md").read()
 for block in re.findall(r"```sh\n(.*?)```", text, re.S):
     joined = re.sub(r"\\\n\s*", " ", block)
     for line in joined.splitlines():
         line = line.split("  #")[0].strip()
-        if (line.startswith("npx ") or line.startswith("curl ")) and "127.0.0.1:3000" in line:
-            print(line.replace("127.0.0.1:3000", f"127.0.0.1:{port}"))
+        if line.startswith(prefixes) and hostport in line:
+            print(line.replace(hostport, f"127.0.0.1:{port}"))
 PY
+}
+readme_commands 127.0.0.1:3000 "$port" npx curl >"$work/commands.sh"
 count=$(wc -l <"$work/commands.sh")
 [ "$count" -ge 4 ] || { echo "check-readme: expected at least 4 README commands, found $count" >&2; exit 1; }
 
@@ -68,17 +71,7 @@ env -u MCP_AUTH_TOKEN "$binary" demo --environments 2 --port "$port2" >"$work/de
 demo2_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port2/health" >/dev/null 2>&1 && break; sleep 0.1; done
 grep -q "2 simulated environments: prod at" "$work/demo2.out" || { cat "$work/demo2.out" "$work/demo2.err"; exit 1; }
-python3 - "$port2" >"$work/commands2.sh" <<'PY'
-import re, sys
-port = sys.argv[1]
-text = open("README.md").read()
-for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-    joined = re.sub(r"\\\n\s*", " ", block)
-    for line in joined.splitlines():
-        line = line.split("  #")[0].strip()
-        if line.startswith("npx ") and "127.0.0.1:3001" in line:
-            print(line.replace("127.0.0.1:3001", f"127.0.0.1:{port}"))
-PY
+readme_commands 127.0.0.1:3001 "$port2" npx >"$work/commands2.sh"
 [ "$(wc -l <"$work/commands2.sh")" -ge 1 ] || { echo "check-readme: no README command for the two-environment demo" >&2; exit 1; }
 while IFS= read -r command; do
   n=$((n + 1))

@@ -228,7 +228,9 @@ pub fn parse_registry(
         }
     }
     if let Some(default) = context.default_alias
-        && !entries.iter().any(|(alias, _)| alias == default)
+        && !entries
+            .iter()
+            .any(|(alias, _)| alias.eq_ignore_ascii_case(default))
     {
         problems.push(format!(
             "DT_DEFAULT_ENVIRONMENT names `{}`, which is not an alias here; use one of {}",
@@ -246,7 +248,7 @@ pub fn parse_registry(
     if let Some(default) = context.default_alias {
         let at = specs
             .iter()
-            .position(|s| s.alias == default)
+            .position(|s| s.alias.eq_ignore_ascii_case(default))
             .expect("checked");
         let spec = specs.remove(at);
         specs.insert(0, spec);
@@ -691,6 +693,27 @@ impl Environments {
     /// Whether `DT_ENVIRONMENTS` configured them (rather than `DT_ENVIRONMENT` alone).
     pub fn is_registry(&self) -> bool {
         self.registry
+    }
+
+    /// The environments `principal` may use ([`Environment::allows`]), the default first; a
+    /// refusal that says so when there are none.
+    pub fn allowed_for(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<Arc<Environment>>, crate::tools::ToolError> {
+        let allowed: Vec<_> = self
+            .list
+            .iter()
+            .filter(|e| e.allows(principal))
+            .cloned()
+            .collect();
+        if allowed.is_empty() {
+            return Err(crate::tools::ToolError::Refused(format!(
+                "your credential allows none of this server's environments ({}); ask the operator for an environment's scope",
+                self.aliases()
+            )));
+        }
+        Ok(allowed)
     }
 
     /// The aliases, comma-separated, for messages.

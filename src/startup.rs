@@ -79,7 +79,15 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
     .with_environments(environments.iter().map(|e| e.alias.clone()).collect());
     let resource_metadata = settings.identity.oauth.as_ref().map(|oauth| {
         let names = &settings.identity.scope_names;
-        let scopes: Vec<&str> = enabled.iter().map(|g| names.name(g)).collect();
+        let mut scopes: Vec<&str> = enabled.iter().map(|g| names.name(g)).collect();
+        // The environments' own scopes (DT_ENVIRONMENTS `scope`), so a client knows to ask for them.
+        for spec in &settings.environments {
+            if let Some(scope) = spec.scope.as_deref()
+                && !scopes.contains(&scope)
+            {
+                scopes.push(scope);
+            }
+        }
         ResourceMetadata::new(oauth, &scopes)
     });
     let store: Arc<dyn StateStore> = match &settings.state_table {

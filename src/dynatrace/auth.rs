@@ -286,7 +286,7 @@ pub(crate) fn transport_error(error: reqwest::Error, what: &'static str) -> Dyna
             if what.starts_with("SSO") {
                 "; the host name does not resolve: check DT_SSO_URL and this network's DNS"
             } else {
-                "; the host name does not resolve: check DT_ENVIRONMENT and this network's DNS"
+                "; the host name does not resolve: check the environment URL (DT_ENVIRONMENT, or the entry's url in DT_ENVIRONMENTS) and this network's DNS"
             }
         } else if lower.contains("refused") {
             "; nothing answers at that address: check the URL's host and port, and any proxy"

@@ -99,8 +99,8 @@ pub enum DynatraceError {
 
     /// Dynatrace refused the token the caller sent in `X-Dynatrace-Token`.
     #[error(
-        "Dynatrace rejected the token you sent in X-Dynatrace-Token (HTTP 401{}): check that it is a valid, \
-         unexpired platform token of this environment",
+        "Dynatrace rejected the token you sent for this environment (X-Dynatrace-Token, or its alias in \
+         X-Dynatrace-Tokens) (HTTP 401{}): check that it is a valid, unexpired platform token of this environment",
         fmt_message(message)
     )]
     CallerTokenRejected { message: String },

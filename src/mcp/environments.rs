@@ -31,7 +31,18 @@ pub async fn dispatch(
         return def.call(ctx, args).await;
     }
     let requested = args.remove("environment");
-    match select(def, &ctx, requested)? {
+    // A handle names its own environment (`execute_dql` checks the caller may use it): without
+    // `environment`, the default's access is not asked for.
+    let follows_handle = requested.is_none() && args.contains_key("queryHandle");
+    let selection = match select(def, &ctx, requested, follows_handle)? {
+        // `"*"` or a list that comes to one environment is a call to that one, in its own shape
+        // (the published output schema has the merged shape only with several environments).
+        Selection::Many(mut list) if list.len() == 1 => {
+            Selection::One(list.pop().expect("one"), true)
+        }
+        selection => selection,
+    };
+    match selection {
         Selection::One(environment, explicit) => {
             ctx.record.environment(&environment.alias);
             let ctx = if Arc::ptr_eq(&environment, &ctx.environment) {
@@ -61,6 +72,7 @@ fn select(
     def: &ToolDef,
     ctx: &ToolContext,
     requested: Option<Value>,
+    follows_handle: bool,
 ) -> Result<Selection, ToolError> {
     let registry = &ctx.state.environments;
     let resolve = |alias: &str| -> Result<Arc<Environment>, ToolError> {
@@ -101,22 +113,16 @@ fn select(
     match requested {
         None | Some(Value::Null) => {
             let environment = registry.default_environment();
-            allowed(ctx, environment)?;
+            if !follows_handle {
+                allowed(ctx, environment)?;
+            }
             Ok(Selection::One(environment.clone(), false))
         }
         Some(Value::String(s)) if s.trim() == "*" => {
             if !def.fans_out {
                 return several(vec!["*"]);
             }
-            let list: Vec<_> = registry
-                .iter()
-                .filter(|e| e.allows(&ctx.principal))
-                .cloned()
-                .collect();
-            if list.is_empty() {
-                return Err(no_environment(ctx));
-            }
-            Ok(Selection::Many(list))
+            Ok(Selection::Many(registry.allowed_for(&ctx.principal)?))
         }
         Some(Value::String(s)) if s.contains(',') => {
             several(s.split(',').filter(|a| !a.trim().is_empty()).collect())
@@ -147,12 +153,13 @@ fn allowed(ctx: &ToolContext, environment: &Environment) -> Result<(), ToolError
     if environment.allows(&ctx.principal) {
         return Ok(());
     }
-    let others: Vec<&str> = ctx
+    let others: Vec<String> = ctx
         .state
         .environments
+        .allowed_for(&ctx.principal)
+        .unwrap_or_default()
         .iter()
-        .filter(|e| e.allows(&ctx.principal))
-        .map(|e| e.alias.as_str())
+        .map(|e| e.alias.clone())
         .collect();
     Err(ToolError::Refused(format!(
         "your credential does not allow the environment `{}` (it needs the scope {}), so nothing was done; {}",
@@ -167,13 +174,6 @@ fn allowed(ctx: &ToolContext, environment: &Environment) -> Result<(), ToolError
             )
         }
     )))
-}
-
-fn no_environment(ctx: &ToolContext) -> ToolError {
-    ToolError::Refused(format!(
-        "your credential allows none of this server's environments ({}); ask the operator for an environment's scope",
-        ctx.state.environments.aliases()
-    ))
 }
 
 /// The part of the request's time a fan-out keeps for merging and sending the answer.
@@ -201,7 +201,10 @@ async fn fan_out(
     // merged answer fits the budget without cutting whole environments out of it.
     // (Less what labels each part in the merged structure: its alias, status and time.)
     let n = environments.len();
-    let share = (ctx.result_budget.saturating_sub(256 + 128 * n) / n).max(1024);
+    let share = (ctx.result_budget.saturating_sub(256 + 128 * n) / n).max(256);
+    // A part stops at the request's own deadline at the latest: its tool aims at `deadline`, and
+    // the margin lets what it does after its answer (counting the bytes Grail scanned) finish.
+    let hard_stop = ctx.deadline;
     let parts = environments.iter().map(|environment| {
         let mut part = ctx.in_environment(environment.clone(), true);
         part.deadline = deadline;
@@ -211,7 +214,7 @@ async fn fan_out(
         async move {
             let started = Instant::now();
             let outcome =
-                match tokio::time::timeout_at(deadline.instant(), def.call(part.clone(), args))
+                match tokio::time::timeout_at(hard_stop.instant(), def.call(part.clone(), args))
                     .await
                 {
                     Ok(outcome) => outcome,
@@ -279,7 +282,10 @@ fn merge(
                 entries.push(entry);
             }
             Err(error) => {
-                let message = super::errors::message(def.name, error);
+                let message = crate::tools::format::truncate_utf8(
+                    &super::errors::message(def.name, error),
+                    share,
+                );
                 text.push_str(&format!(
                     "\n=== environment {label}: FAILED ===\n{message}\n"
                 ));

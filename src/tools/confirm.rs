@@ -144,11 +144,17 @@ pub async fn check(
              to see the preview yourself"
         )));
     }
-    if !payload.v.eq_ignore_ascii_case(&ctx.environment.alias) {
+    // Tokens from before several environments carry none: they were the default's.
+    let issued_for = if payload.v.is_empty() {
+        ctx.state.environments.default_environment().alias.clone()
+    } else {
+        payload.v.clone()
+    };
+    if !issued_for.eq_ignore_ascii_case(&ctx.environment.alias) {
         return Err(ToolError::Refused(format!(
             "this confirmationToken was issued for the environment `{}`, not `{}`, so nothing was done: \
              call {tool} with environment \"{}\" to go ahead there, or without confirmationToken for a preview here",
-            payload.v, ctx.environment.alias, payload.v
+            issued_for, ctx.environment.alias, issued_for
         )));
     }
     if payload.h != expected {

@@ -125,25 +125,26 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 async fn list(ctx: ToolContext, _params: ListParams) -> Result<ToolOutput, ToolError> {
     let environments = &ctx.state.environments;
     let default = environments.default_environment().alias.clone();
-    let allowed: Vec<_> = environments
-        .iter()
-        .filter(|e| e.allows(&ctx.principal))
-        .cloned()
-        .collect();
-    if allowed.is_empty() {
-        return Err(ToolError::Refused(format!(
-            "your credential allows none of this server's environments ({}); ask the operator for an environment's scope",
-            environments.aliases()
-        )));
-    }
+    let allowed = environments.allowed_for(&ctx.principal)?;
+    // The probes end a little before the answer is due, so the list goes out in time.
+    let margin = (ctx.deadline.remaining() / 20).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(1),
+    );
     let deadline = ctx
         .deadline
+        .shortened_by(margin)
         .min(crate::deadline::Deadline::after(PROBE_TIMEOUT));
     let probes = allowed.iter().map(|environment| {
         let view = ctx.in_environment(environment.clone(), true);
         async move { view.dynatrace.environment_info(deadline).await }
     });
-    let answers = futures::future::join_all(probes).await;
+    let answers = tokio::select! {
+        answers = futures::future::join_all(probes) => answers,
+        _ = ctx.cancel.cancelled() => {
+            return Err(ToolError::Refused("the call was cancelled before the environments answered".into()));
+        }
+    };
     let mut entries = Vec::with_capacity(allowed.len());
     let mut text = format!("{} Dynatrace environments:\n", allowed.len());
     for (environment, answer) in allowed.iter().zip(answers) {

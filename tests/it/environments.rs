@@ -573,6 +573,21 @@ async fn a_single_environment_registry_and_bad_registries() {
             .get("environment")
             .is_none()
     );
+    // "*" on a server with one environment: that environment's answer, in its own shape (the one
+    // the published outputSchema describes).
+    let single = crate::helpers::spawn_app().await;
+    let listed = single
+        .call_tool("list_problems", json!({"environment": "*"}))
+        .await;
+    assert!(!is_error(&listed), "{listed}");
+    assert!(
+        listed["structuredContent"]["problems"].is_array(),
+        "{listed}"
+    );
+    let named = single
+        .call_tool("get_environment_info", json!({"environment": "default"}))
+        .await;
+    assert_eq!(named["structuredContent"]["environmentId"], "sandbox1");
     // DT_ENVIRONMENT beside DT_ENVIRONMENTS: refused, naming both.
     let mut both = source(format!("{{\"only\": {}}}", prod.registry_entry("Only")));
     both.set("DT_ENVIRONMENT", prod.url());
@@ -592,6 +607,7 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
         &[
             ("MCP_OAUTH_ISSUER", idp.issuer.clone()),
             ("MCP_PUBLIC_URL", "http://{addr}/mcp".to_string()),
+            ("MCP_TOOL_TIMEOUT_SECONDS", "2".to_string()),
         ],
         |mut registry| {
             registry["prod"]["scope"] = json!("dynatrace:env.prod");
@@ -615,6 +631,18 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
             reply.body["result"].clone()
         }
     };
+    // The environments' scopes are advertised, so OAuth clients know to ask for them.
+    let metadata: Value = reqwest::get(t.app.url("/.well-known/oauth-protected-resource/mcp"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let supported = metadata["scopes_supported"].to_string();
+    assert!(
+        supported.contains("dynatrace:env.prod") && supported.contains("dynatrace:env.staging"),
+        "{metadata}"
+    );
     let wanted = "dynatrace:read dynatrace:env.prod dynatrace:env.staging";
     let prodonly = idp.token("prodonly", wanted, &resource).await;
     let reader = idp.token("reader", wanted, &resource).await;
@@ -680,7 +708,7 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
         text_of(&refused)
     );
     let dev = as_bearer(
-        reader,
+        reader.clone(),
         "get_environment_info",
         json!({"environment": "dev"}),
     )
@@ -690,6 +718,23 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
         "{dev}"
     );
     assert!(t.staging.requests().is_empty());
+
+    // reader's query in dev outlives the call: the handle alone fetches it, although reader may
+    // not use the default environment.
+    t.dev
+        .set_query_timing(QueryTiming::Duration(Duration::from_millis(2500)));
+    let running = as_bearer(
+        reader.clone(),
+        "execute_dql",
+        json!({"environment": "dev", "dqlStatement": "fetch logs | limit 1"}),
+    )
+    .await;
+    let handle = running["structuredContent"]["queryHandle"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a handle: {running}"))
+        .to_string();
+    let fetched = as_bearer(reader, "execute_dql", json!({"queryHandle": handle})).await;
+    assert!(!is_error(&fetched), "{fetched}");
 }
 
 #[tokio::test]

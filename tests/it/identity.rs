@@ -184,7 +184,7 @@ async fn passthrough_required_holds_no_credential_and_says_what_to_send() {
     .await;
     let text = text_of(result(&reply));
     assert!(
-        text.contains("rejected the token you sent in X-Dynatrace-Token"),
+        text.contains("rejected the token you sent for this environment (X-Dynatrace-Token"),
         "{text}"
     );
     assert!(!text.contains("not-a-token"));

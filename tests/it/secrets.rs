@@ -43,6 +43,35 @@ fn command(moto: &Moto, secret_variable: &str, secret_id: &str) -> tokio::proces
     command
 }
 
+/// `serve` with its settings in the secret `secret_id`, once healthy: the process and its base URL.
+async fn serve_from_secret(moto: &Moto, secret_id: &str) -> (tokio::process::Child, String) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let server = command(moto, "DT_SECRET_ID", secret_id)
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            healthy = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        healthy,
+        "the server started with settings from the secret {secret_id}"
+    );
+    (server, base)
+}
+
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn settings_come_from_the_secret_at_cold_start() {
@@ -60,27 +89,8 @@ async fn settings_come_from_the_secret_at_cold_start() {
     )
     .await;
 
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let _server = command(&moto, "DT_SECRET_ID", "mcp/dynatrace")
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (_server, base) = serve_from_secret(&moto, "mcp/dynatrace").await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut healthy = false;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            healthy = r.status() == 200;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "the server started with settings from the secret");
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_environment_info", "arguments": {}}});
     let refused = http
         .post(format!("{base}/mcp"))
@@ -195,24 +205,8 @@ async fn an_environment_reads_its_credential_from_its_own_secret() {
     );
     let main = format!("{{\"DT_ENVIRONMENTS\": {registry}, \"MCP_AUTH_TOKEN\": \"{AUTH_TOKEN}\"}}");
     create_secret(&moto, "mcp/dynatrace", &main).await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let _server = command(&moto, "DT_SECRET_ID", "mcp/dynatrace")
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (_server, base) = serve_from_secret(&moto, "mcp/dynatrace").await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_environment_info", "arguments": {"environment": "*"}}});
     let reply: serde_json::Value = http
         .post(format!("{base}/mcp"))
