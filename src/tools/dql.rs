@@ -338,6 +338,11 @@ fn in_handle_environment(
         payload.e.as_str()
     };
     if ctx.environment.alias.eq_ignore_ascii_case(alias) {
+        // The call took the default without checking access (it follows the handle): check it now,
+        // for a caller whose scopes changed since the query started.
+        if !ctx.environment.allows(&ctx.principal) {
+            return Err(refused_environment(alias));
+        }
         return Ok(ctx);
     }
     if ctx.explicit_environment {
@@ -354,12 +359,16 @@ fn in_handle_environment(
         )));
     };
     if !environment.allows(&ctx.principal) {
-        return Err(ToolError::Refused(format!(
-            "this queryHandle belongs to the environment `{alias}`, which your credential does not allow"
-        )));
+        return Err(refused_environment(alias));
     }
     ctx.record.environment(alias);
     Ok(ctx.in_environment(environment.clone(), false))
+}
+
+fn refused_environment(alias: &str) -> ToolError {
+    ToolError::Refused(format!(
+        "this queryHandle belongs to the environment `{alias}`, which your credential does not allow"
+    ))
 }
 
 fn issue_handle(ctx: &ToolContext, request_token: String, limit: u32, scopes: String) -> String {

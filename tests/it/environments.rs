@@ -735,6 +735,31 @@ async fn oauth_scopes_decide_which_environments_a_caller_may_use() {
         .to_string();
     let fetched = as_bearer(reader, "execute_dql", json!({"queryHandle": handle})).await;
     assert!(!is_error(&fetched), "{fetched}");
+
+    // A handle to prod (the default) fetched with a token of the same client that no longer
+    // carries prod's scope: refused.
+    t.prod()
+        .set_query_timing(QueryTiming::Duration(Duration::from_millis(2500)));
+    let with_scope = idp.token("prodonly", wanted, &resource).await;
+    let running = as_bearer(
+        with_scope,
+        "execute_dql",
+        json!({"dqlStatement": "fetch logs | limit 1"}),
+    )
+    .await;
+    let handle = running["structuredContent"]["queryHandle"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a handle: {running}"))
+        .to_string();
+    let without = idp.token("prodonly", "dynatrace:read", &resource).await;
+    let refused = as_bearer(without, "execute_dql", json!({"queryHandle": handle})).await;
+    assert!(is_error(&refused), "{refused}");
+    assert!(
+        text_of(&refused)
+            .contains("belongs to the environment `prod`, which your credential does not allow"),
+        "{}",
+        text_of(&refused)
+    );
 }
 
 #[tokio::test]
