@@ -39,6 +39,15 @@ impl Deadline {
         if other.0 < self.0 { other } else { self }
     }
 
+    /// The deadline for work whose results must still be gathered and sent before this one (a
+    /// fan-out's parts, reachability probes): 5 % of the time left earlier, at least 0.1 s and at
+    /// most 1 s.
+    pub fn leaving_room_to_answer(self) -> Deadline {
+        let margin =
+            (self.remaining() / 20).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        self.shortened_by(margin)
+    }
+
     /// This deadline moved earlier by `margin` (never before now).
     pub fn shortened_by(self, margin: Duration) -> Deadline {
         let now = Instant::now();

@@ -176,11 +176,6 @@ fn allowed(ctx: &ToolContext, environment: &Environment) -> Result<(), ToolError
     )))
 }
 
-/// The part of the request's time a fan-out keeps for merging and sending the answer.
-fn merge_margin(remaining: Duration) -> Duration {
-    (remaining / 20).clamp(Duration::from_millis(100), Duration::from_secs(1))
-}
-
 /// One environment's part of a fan-out.
 struct Part {
     environment: Arc<Environment>,
@@ -195,8 +190,8 @@ async fn fan_out(
     args: JsonObject,
     environments: Vec<Arc<Environment>>,
 ) -> Result<ToolOutput, ToolError> {
-    let margin = merge_margin(ctx.deadline.remaining());
-    let deadline = ctx.deadline.shortened_by(margin);
+    // The parts leave the request time for merging and sending the answer.
+    let deadline = ctx.deadline.leaving_room_to_answer();
     // Each part gets its share of the result budget, for its text and its structured content, so the
     // merged answer fits the budget without cutting whole environments out of it.
     // (Less what labels each part in the merged structure: its alias, status and time.)

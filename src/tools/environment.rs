@@ -127,13 +127,9 @@ async fn list(ctx: ToolContext, _params: ListParams) -> Result<ToolOutput, ToolE
     let default = environments.default_environment().alias.clone();
     let allowed = environments.allowed_for(&ctx.principal)?;
     // The probes end a little before the answer is due, so the list goes out in time.
-    let margin = (ctx.deadline.remaining() / 20).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(1),
-    );
     let deadline = ctx
         .deadline
-        .shortened_by(margin)
+        .leaving_room_to_answer()
         .min(crate::deadline::Deadline::after(PROBE_TIMEOUT));
     let probes = allowed.iter().map(|environment| {
         let view = ctx.in_environment(environment.clone(), true);

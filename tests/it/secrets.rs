@@ -72,6 +72,23 @@ async fn serve_from_secret(moto: &Moto, secret_id: &str) -> (tokio::process::Chi
     (server, base)
 }
 
+/// A JSON-RPC call to `base`'s /mcp with the static token; its answer.
+async fn call_with_token(
+    http: &reqwest::Client,
+    base: &str,
+    call: &serde_json::Value,
+) -> serde_json::Value {
+    http.post(format!("{base}/mcp"))
+        .header("x-mcp-auth-token", AUTH_TOKEN)
+        .json(call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn settings_come_from_the_secret_at_cold_start() {
@@ -103,16 +120,7 @@ async fn settings_come_from_the_secret_at_cold_start() {
         401,
         "MCP_AUTH_TOKEN from the secret is enforced"
     );
-    let reply: serde_json::Value = http
-        .post(format!("{base}/mcp"))
-        .header("x-mcp-auth-token", AUTH_TOKEN)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = call_with_token(&http, &base, &call).await;
     assert_eq!(
         reply["result"]["structuredContent"]["environmentId"], "sandbox1",
         "{reply}"
@@ -208,16 +216,7 @@ async fn an_environment_reads_its_credential_from_its_own_secret() {
     let (_server, base) = serve_from_secret(&moto, "mcp/dynatrace").await;
     let http = reqwest::Client::new();
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_environment_info", "arguments": {"environment": "*"}}});
-    let reply: serde_json::Value = http
-        .post(format!("{base}/mcp"))
-        .header("x-mcp-auth-token", AUTH_TOKEN)
-        .json(&call)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = call_with_token(&http, &base, &call).await;
     let parts = &reply["result"]["structuredContent"]["environments"];
     assert_eq!(parts[0]["result"]["environmentId"], "sandbox1", "{reply}");
     assert_eq!(parts[1]["result"]["environmentId"], "sandbox3", "{reply}");
