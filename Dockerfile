@@ -31,9 +31,10 @@ RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY sandbox ./sandbox
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl --bin dynatrace-mcp \
+    cargo build --release --locked --no-default-features --target x86_64-unknown-linux-musl --bin dynatrace-mcp \
  && mkdir -p /out \
  && cp target/x86_64-unknown-linux-musl/release/dynatrace-mcp /out/dynatrace-mcp
 

@@ -241,22 +241,30 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=$REGIO
 MOTO="http://127.0.0.1:$MOTO_PORT"
 
 build_musl() {
-  # One static release build serves the image and the sandbox tenant. cargo-lambda links it with zig.
+  # The static release build the image ships. cargo-lambda links it with zig; Cargo.toml's
+  # [package.metadata.lambda.build] leaves the simulated tenant out (--no-default-features).
   cargo lambda build --release --locked --target x86_64-unknown-linux-musl --lambda-dir "$TARGET_DIR/lambda-musl"
   # cargo-lambda moves the binary to <lambda-dir>/<name>/bootstrap.
   local bin="$TARGET_DIR/lambda-musl/dynatrace-mcp/bootstrap"
   local linkage; linkage="$(ldd "$bin" 2>&1 || true)"
   grep -Eq 'not a dynamic executable|statically linked' <<<"$linkage" || { echo "$bin is not static: $linkage"; return 1; }
   echo "size: static x86_64 musl binary $(du -b "$bin" | cut -f1) bytes ($(du -h "$bin" | cut -f1); $BUILD_NOTE)"
+  # What ships has no simulated tenant, and says so.
+  local out; out="$("$bin" demo 2>&1)" && { echo "the shipped binary ran demo: $out"; return 1; }
+  grep -q 'not part of this build' <<<"$out" || { echo "the shipped binary's demo answered: $out"; return 1; }
+  echo "ok: the shipped binary has no simulated tenant (demo: ${out#dynatrace-mcp: })"
 }
 step "build: static musl binary (cargo lambda build)" build_musl
 BIN="$TARGET_DIR/lambda-musl/dynatrace-mcp/bootstrap"
 
 wait_for 20 "moto_server on $MOTO" curl -fsS -o /dev/null "$MOTO/moto-api/"
 
-# The simulated Dynatrace tenant; its `export KEY=VALUE` lines become the secret's JSON.
+# The simulated Dynatrace tenant (the debug build: what ships has none); its `export KEY=VALUE` lines
+# become the secret's JSON.
+SANDBOX_BIN="$TARGET_DIR/debug/dynatrace-mcp"
+[ -x "$SANDBOX_BIN" ] || cargo build --locked --bin dynatrace-mcp
 SANDBOX_PORT="$(free_port)"
-"$BIN" sandbox --port "$SANDBOX_PORT" >"$WORK/sandbox.out" 2>"$WORK/logs/sandbox.log" &
+"$SANDBOX_BIN" sandbox --port "$SANDBOX_PORT" >"$WORK/sandbox.out" 2>"$WORK/logs/sandbox.log" &
 wait_for 20 "the sandbox tenant" grep -q '^  export DT_ENVIRONMENT=' "$WORK/sandbox.out"
 MCP_TOKEN="check-aws-token-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 make_secret() {

@@ -25,11 +25,12 @@ source "${DTMCP_TOOLS_DIR:-.cache/tools}/env.sh"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy (the workspace; and the server as it ships: --no-default-features, no simulated tenant)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --locked --no-default-features --lib --bins -- -D warnings
 
-step "cargo test (unit and integration, with moto_server)"
-cargo test --locked -- --include-ignored
+step "cargo test (unit and integration, with moto_server; the simulated tenant's own route tests)"
+cargo test --workspace --locked -- --include-ignored
 
 step "AWS deployment files (scripts/check-aws.sh)" && scripts/check-aws.sh
 

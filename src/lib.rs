@@ -17,7 +17,9 @@
 //! | [`tools`] | the tools: plain async functions over our own types, one file per tool group |
 //! | [`dynatrace`] | the outbound client: token provider, retries, Grail query execute/poll/cancel/verify |
 //! | [`state`] | what every instance must agree on: single-use confirmations, Grail budgets, rate-limit windows; in memory or in one DynamoDB table |
-//! | [`sandbox`] | a simulated Dynatrace tenant with the real routes and shapes, for `demo`, tests and benchmarks |
+//!
+//! The simulated Dynatrace tenant is its own crate, `dynatrace-sandbox` (`sandbox/`), re-exported as
+//! `sandbox` with the `sandbox` feature.
 //!
 //! rmcp, the MCP SDK, is pinned exactly and only `mcp`, `http` and `stdio` name it: tool code works
 //! on [`tools::ToolContext`] and returns [`tools::ToolOutput`], so an SDK upgrade touches the adapter only.
@@ -32,12 +34,15 @@ pub mod identity;
 pub mod lambda;
 pub mod logging;
 pub mod mcp;
-pub mod sandbox;
 pub mod secrets;
 pub mod signing;
 pub mod startup;
 pub mod state;
 pub mod stdio;
+
+/// The simulated tenant, with the `sandbox` feature (on by default, off in what ships).
+#[cfg(feature = "sandbox")]
+pub use dynatrace_sandbox as sandbox;
 pub mod tools;
 
 /// The name every front door reports, as the seed's health check expects it.

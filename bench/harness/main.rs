@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use dynatrace_mcp::sandbox::runtime_api::RuntimeApi;
-use dynatrace_mcp::sandbox::{DEMO_PLATFORM_TOKEN, Sandbox, SandboxConfig};
+use dynatrace_sandbox::runtime_api::RuntimeApi;
+use dynatrace_sandbox::{DEMO_PLATFORM_TOKEN, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use dynatrace_mcp::config::{FrontDoor, Settings};
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
 use dynatrace_mcp::startup::{self, AppState};
+use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -79,7 +79,7 @@ fn build() -> App {
         })
         .await
         .expect("sandbox starts");
-        let mut source = sandbox.settings_source();
+        let mut source = dynatrace_mcp::config::Source::from_pairs(sandbox.settings_pairs());
         for (name, value) in [
             ("MCP_TOOL_TIMEOUT_SECONDS", "2".to_string()),
             ("MCP_RESULT_MAX_BYTES", RESULT_MAX_BYTES.to_string()),

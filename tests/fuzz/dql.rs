@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use dynatrace_mcp::dynatrace::dql::{self, Cursor, FilterFragment, Timeframe};
-use dynatrace_mcp::sandbox::dql as grail;
+use dynatrace_sandbox::dql as grail;
 
 use crate::input::Input;
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dynatrace_mcp::sandbox::{Fault, QueryTiming, Route};
+use dynatrace_sandbox::{Fault, QueryTiming, Route};
 use serde_json::json;
 
 use crate::helpers::*;

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use dynatrace_mcp::config::Source;
-use dynatrace_mcp::sandbox::{QueryTiming, Sandbox, SandboxConfig, tenant_platform_token};
+use dynatrace_sandbox::{QueryTiming, Sandbox, SandboxConfig, tenant_platform_token};
 use serde_json::{Value, json};
 
 use crate::helpers::{AUTH_TOKEN, TestApp, cut, is_error, serve_source, text_of};

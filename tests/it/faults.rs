@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use dynatrace_mcp::sandbox::{Fault, Misbehaviour, Route, Sandbox};
+use dynatrace_sandbox::{Fault, Misbehaviour, Route, Sandbox};
 use serde_json::{Value, json};
 
 use crate::helpers::*;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use dynatrace_mcp::sandbox::{Fault, QueryTiming, Route, SandboxConfig};
+use dynatrace_sandbox::{Fault, QueryTiming, Route, SandboxConfig};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -134,7 +134,7 @@ async fn oauth_tokens_are_cached_per_scope_set() {
     );
     assert_eq!(
         sso[0].form("resource").as_deref(),
-        Some(dynatrace_mcp::sandbox::DEMO_ACCOUNT_URN)
+        Some(dynatrace_sandbox::DEMO_ACCOUNT_URN)
     );
     assert_eq!(
         sso[0].form("scope").as_deref(),

@@ -226,8 +226,8 @@ async fn malformed_json_and_a_malformed_chunked_body_are_answered_400() {
 }
 
 /// `dynatrace-mcp serve` against a sandbox, with extra settings; returns the child and its port.
-async fn demo_sandbox() -> dynatrace_mcp::sandbox::Sandbox {
-    dynatrace_mcp::sandbox::Sandbox::start(dynatrace_mcp::sandbox::SandboxConfig::demo())
+async fn demo_sandbox() -> dynatrace_sandbox::Sandbox {
+    dynatrace_sandbox::Sandbox::start(dynatrace_sandbox::SandboxConfig::demo())
         .await
         .unwrap()
 }
@@ -245,7 +245,7 @@ fn sigterm(child: &tokio::process::Child) {
 }
 
 async fn serve_binary(
-    sandbox: &dynatrace_mcp::sandbox::Sandbox,
+    sandbox: &dynatrace_sandbox::Sandbox,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -315,7 +315,7 @@ async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
 #[tokio::test]
 async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
     let sandbox = demo_sandbox().await;
-    sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+    sandbox.set_query_timing(dynatrace_sandbox::QueryTiming::Duration(
         Duration::from_millis(1500),
     ));
     let (mut child, port) = serve_binary(&sandbox, &[]).await;
@@ -343,7 +343,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
 
 #[tokio::test]
 async fn a_huge_or_foreign_upstream_answer_is_refused_with_a_sentence_and_not_held() {
-    use dynatrace_mcp::sandbox::Route;
+    use dynatrace_sandbox::Route;
     let app = spawn_app().await;
     let huge = bytes::Bytes::from(vec![b' '; 50 * 1024 * 1024]);
     for tool in ["execute_dql", "list_buckets"] {
@@ -393,7 +393,7 @@ async fn a_huge_or_foreign_upstream_answer_is_refused_with_a_sentence_and_not_he
 /// left still fits the output schema.
 #[tokio::test]
 async fn structured_content_is_cut_to_the_result_budget() {
-    use dynatrace_mcp::sandbox::Route;
+    use dynatrace_sandbox::Route;
     let app = spawn_app().await;
     let records: Vec<serde_json::Value> = (0..20_000)
         .map(|i| {
@@ -471,7 +471,7 @@ async fn requests_past_the_concurrency_limit_are_shed_at_once_with_retry_after()
     })
     .await;
     app.sandbox
-        .set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+        .set_query_timing(dynatrace_sandbox::QueryTiming::Duration(
             Duration::from_millis(1500),
         ));
     let url = app.url("/mcp");
@@ -545,7 +545,7 @@ async fn connections_past_the_limit_get_a_503_and_are_closed() {
 #[tokio::test]
 async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_exit() {
     let sandbox = demo_sandbox().await;
-    sandbox.set_query_timing(dynatrace_mcp::sandbox::QueryTiming::Duration(
+    sandbox.set_query_timing(dynatrace_sandbox::QueryTiming::Duration(
         Duration::from_secs(20),
     ));
     let (mut child, port) = serve_binary(&sandbox, &[("MCP_SHUTDOWN_GRACE_SECONDS", "1")]).await;

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dynatrace_mcp::config::{FrontDoor, Settings, Source};
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
 use dynatrace_mcp::startup::{self, AppState};
+use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, options: Options) -> Te
         .await
         .expect("sandbox starts");
     let addr = listener.local_addr().unwrap();
-    let mut source: Source = sandbox.settings_source();
+    let mut source: Source = Source::from_pairs(sandbox.settings_pairs());
     for (k, v) in options.env {
         source.set(k, v.replace("{addr}", &addr.to_string()));
     }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use dynatrace_mcp::config::{FrontDoor, Settings, Source};
-use dynatrace_mcp::sandbox::{ALL_SCOPES, QueryTiming, Sandbox, SandboxConfig};
 use dynatrace_mcp::{lambda, startup};
+use dynatrace_sandbox::{ALL_SCOPES, QueryTiming, Sandbox, SandboxConfig};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -193,7 +193,7 @@ async fn passthrough_required_holds_no_credential_and_says_what_to_send() {
 #[tokio::test]
 async fn passthrough_required_refuses_a_server_credential_or_a_missing_signing_key() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let mut source: Source = sandbox.settings_source();
+    let mut source: Source = Source::from_pairs(sandbox.settings_pairs());
     source.set("DT_TOKEN_PASSTHROUGH", "required");
     let err = Settings::from_source(&source, FrontDoor::Http).unwrap_err();
     assert_eq!(err.variable, "OAUTH_CLIENT_ID");
@@ -418,7 +418,7 @@ fn authorized_event(scope: &str) -> Value {
 
 async fn lambda_router(env: &[(&str, &str)]) -> (axum::Router, Sandbox) {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let mut source = sandbox.settings_source();
+    let mut source = Source::from_pairs(sandbox.settings_pairs());
     source.set("DT_ENABLE_WRITE_TOOLS", "1");
     for (k, v) in env {
         source.set(*k, *v);
@@ -606,7 +606,7 @@ async fn audit_lines_name_the_caller_and_the_cost_and_hold_no_secret() {
         AUTH_TOKEN,
         ALICE_DT,
         BOB_DT,
-        dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET,
+        dynatrace_sandbox::DEMO_CLIENT_SECRET,
         "secret body text",
         confirmation.as_str(),
     ] {

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use dynatrace_mcp::config::{FrontDoor, Settings};
-use dynatrace_mcp::sandbox::runtime_api::RuntimeApi;
-use dynatrace_mcp::sandbox::{QueryTiming, Sandbox, SandboxConfig};
 use dynatrace_mcp::{lambda, startup};
+use dynatrace_sandbox::runtime_api::RuntimeApi;
+use dynatrace_sandbox::{QueryTiming, Sandbox, SandboxConfig};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -40,7 +40,11 @@ fn fixture(name: &str) -> String {
 #[tokio::test]
 async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let settings = Settings::from_source(&sandbox.settings_source(), FrontDoor::Lambda).unwrap();
+    let settings = Settings::from_source(
+        &dynatrace_mcp::config::Source::from_pairs(sandbox.settings_pairs()),
+        FrontDoor::Lambda,
+    )
+    .unwrap();
     let options =
         startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
     let router = dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options);
@@ -200,7 +204,7 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
         "JSON logs on Lambda: {logs}"
     );
     assert!(
-        !logs.contains(dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET),
+        !logs.contains(dynatrace_sandbox::DEMO_CLIENT_SECRET),
         "no secret in the logs"
     );
 }

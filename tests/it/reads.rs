@@ -1,7 +1,7 @@
 //! The read tools against the simulated tenant: for each, a success, a Dynatrace error and a bad
 //! argument; and proof that user text cannot change the query Grail receives.
 
-use dynatrace_mcp::sandbox::{Fault, Route, SandboxConfig};
+use dynatrace_sandbox::{Fault, Route, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -214,7 +214,7 @@ async fn list_vulnerabilities_names_the_missing_scope_and_checks_the_score() {
     let mut sandbox = SandboxConfig::demo();
     sandbox.platform_tokens = vec![(
         "dt0s16.NOSECURITY".into(),
-        dynatrace_mcp::sandbox::ALL_SCOPES
+        dynatrace_sandbox::ALL_SCOPES
             .iter()
             .filter(|s| **s != "storage:security.events:read")
             .map(|s| s.to_string())

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
+use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::faults::{from_schema, inject, is_write, sample_arguments};

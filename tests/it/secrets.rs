@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-use dynatrace_mcp::sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
+use dynatrace_sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
 use serde_json::json;
 
 use crate::helpers::{AUTH_TOKEN, binary};
@@ -195,7 +195,7 @@ async fn a_malformed_secret_value_is_refused_without_echoing_it() {
 #[tokio::test]
 #[ignore = "needs moto_server: run scripts/test.sh"]
 async fn an_environment_reads_its_credential_from_its_own_secret() {
-    use dynatrace_mcp::sandbox::tenant_platform_token;
+    use dynatrace_sandbox::tenant_platform_token;
     let moto = Moto::start().await;
     let prod = Sandbox::start(SandboxConfig::tenant(1)).await.unwrap();
     let dev = Sandbox::start(SandboxConfig::tenant(3)).await.unwrap();

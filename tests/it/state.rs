@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
 };
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
+use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use futures::StreamExt;
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dynatrace_mcp::sandbox::{Sandbox, SandboxConfig};
+use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -75,7 +75,7 @@ async fn stdio_carries_only_jsonrpc_on_stdout() {
     assert!(rest.trim().is_empty(), "nothing else on stdout: {rest}");
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("tool call"), "logs go to stderr: {logs}");
-    assert!(!logs.contains(dynatrace_mcp::sandbox::DEMO_CLIENT_SECRET));
+    assert!(!logs.contains(dynatrace_sandbox::DEMO_CLIENT_SECRET));
 }
 
 #[tokio::test]

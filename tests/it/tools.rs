@@ -1,7 +1,7 @@
 //! The first tools against the simulated tenant: a success, a Dynatrace error and a bad argument
 //! for each.
 
-use dynatrace_mcp::sandbox::{DEMO_PLATFORM_TOKEN, SandboxConfig};
+use dynatrace_sandbox::{DEMO_PLATFORM_TOKEN, SandboxConfig};
 use serde_json::json;
 
 use crate::helpers::*;

@@ -2,7 +2,9 @@
 //! real shapes and status codes (taken from Dynatrace's typed clients, `@dynatrace-sdk/*`), and
 //! enforces the real auth rules (Bearer tokens, OAuth scopes, token expiry).
 //!
-//! It serves `dynatrace-mcp demo`, the integration tests and the benchmark. Tests drive it through
+//! It serves `dynatrace-mcp demo`, the integration tests and the benchmark. It is its own crate so
+//! that what ships (the Lambda zip, the container image) is built without it: the server's `sandbox`
+//! feature, on by default, brings it in for `demo` and `sandbox`. Tests drive it through
 //! [`Sandbox`]: it records every request it received (so a test can assert on the DQL a tool
 //! sent), counts unexpected calls, and can inject latency, 429 with `Retry-After`, 5xx, token
 //! expiry and slow queries (202 then N polls, or a wall-clock duration).
@@ -51,8 +53,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
-
-use crate::config::Source as SettingsSource;
 
 pub use documents::StoredDocument;
 
@@ -426,10 +426,6 @@ impl Sandbox {
     /// The environment id this tenant reports.
     pub fn environment_id(&self) -> &str {
         &self.inner.config.environment_id
-    }
-
-    pub fn settings_source(&self) -> SettingsSource {
-        SettingsSource::from_pairs(self.settings_pairs())
     }
 
     /// Every request received so far.
