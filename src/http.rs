@@ -16,6 +16,8 @@
 //!
 //! [`serve`] is the container's accept loop (hyper with a header read timeout, graceful shutdown).
 
+mod fast;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +27,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any_service, get};
+use axum::routing::{any, get};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::cors::{self, AllowedOrigin};
 use crate::deadline::{Deadline, RequestDeadline};
@@ -91,9 +94,17 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
             .collect(),
         max_request_bytes: options.max_request_bytes,
     });
+    let endpoint = Arc::new(Endpoint {
+        tools_list: fast::ToolsList::new(
+            options.allowed_hosts.as_deref(),
+            options.max_request_bytes,
+        ),
+        rmcp: mcp,
+    });
     let mcp_routes = Router::new()
-        .route("/mcp", any_service(mcp.clone()))
-        .route("/", any_service(mcp))
+        .route("/mcp", any(mcp_endpoint))
+        .route("/", any(mcp_endpoint))
+        .with_state(endpoint)
         .layer(middleware::from_fn(parse_errors))
         .layer(middleware::from_fn(normalise_accept))
         .layer(middleware::from_fn_with_state(guard.clone(), authenticate))
@@ -114,6 +125,38 @@ pub fn router(state: Arc<AppState>, options: HttpOptions) -> Router {
         .with_state(state)
         .merge(mcp_routes)
         .fallback(not_found)
+}
+
+type Rmcp = StreamableHttpService<McpServer, NeverSessionManager>;
+
+/// `POST /mcp` and `POST /`: rmcp, with a plain `tools/list` answered from the bytes of rmcp's
+/// first answer to it ([`fast`]).
+struct Endpoint {
+    tools_list: fast::ToolsList,
+    rmcp: Rmcp,
+}
+
+impl Endpoint {
+    async fn rmcp(&self, request: Request<Body>) -> Response {
+        match self.rmcp.clone().oneshot(request).await {
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        }
+    }
+}
+
+async fn mcp_endpoint(State(endpoint): State<Arc<Endpoint>>, request: Request<Body>) -> Response {
+    match endpoint.tools_list.probe(request).await {
+        Err(answer) => answer,
+        Ok(fast::Probe::Pass(request)) => endpoint.rmcp(request).await,
+        Ok(fast::Probe::Hit(hit, request)) => match endpoint.tools_list.answer(&hit) {
+            Some(answer) => answer,
+            None => {
+                let response = endpoint.rmcp(request).await;
+                endpoint.tools_list.remember(hit, response).await
+            }
+        },
+    }
 }
 
 /// The bounds of [`serve`]'s accept loop.

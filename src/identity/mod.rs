@@ -74,7 +74,7 @@ impl ToolGroup {
 }
 
 /// A set of [`ToolGroup`]s.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Groups(u8);
 
 impl Groups {

@@ -312,3 +312,148 @@ async fn non_json_content_type_is_refused() {
         .await;
     assert_eq!(reply.status, 415);
 }
+
+/// Status, Content-Type and body of an answer: what a client sees of it.
+async fn seen(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut request = app.http.post(app.url(path)).body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let reply = app.send(request).await;
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (reply.status, content_type, reply.text)
+}
+
+const VERSIONS: [Option<&str>; 5] = [
+    None,
+    Some("2024-11-05"),
+    Some("2025-03-26"),
+    Some("2025-06-18"),
+    Some("2025-11-25"),
+];
+
+fn with_version<'a>(
+    version: Option<&'a str>,
+    rest: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = rest.to_vec();
+    if let Some(v) = version {
+        headers.push(("mcp-protocol-version", v));
+    }
+    headers
+}
+
+/// `tools/list` is answered from the bytes of rmcp's first answer to it (src/http/fast.rs). A
+/// differential test: every request below gets the same status, Content-Type and body from a
+/// server that has answered `tools/list` in every era before (so it may answer from its cache) as
+/// from a fresh one (whose first answer is rmcp's own), ids, eras and refusals included.
+#[tokio::test]
+async fn a_cached_tools_list_is_rmcps_own_answer_byte_for_byte() {
+    const PLAIN: [(&str, &str); 2] = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let options = || Options {
+        env: vec![
+            ("MCP_AUTH_TOKEN", AUTH_TOKEN.into()),
+            ("MCP_ALLOWED_HOSTS", "127.0.0.1,localhost".into()),
+        ],
+        ..Default::default()
+    };
+    let warm = spawn_with(options()).await;
+    for version in VERSIONS {
+        let headers = with_version(
+            version,
+            &[PLAIN[0], PLAIN[1], ("x-mcp-auth-token", AUTH_TOKEN)],
+        );
+        let (status, _, _) = seen(
+            &warm,
+            "/mcp",
+            &headers,
+            r#"{"jsonrpc":"2.0","id":0,"method":"tools/list"}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    let mut cases: Vec<(Vec<(&str, &str)>, String)> = Vec::new();
+    // Plain requests in every era, with ids of every shape, with and without empty params.
+    for (i, version) in VERSIONS.into_iter().enumerate() {
+        for id in [
+            r#"7"#,
+            r#""abc""#,
+            r#""q\"\\\u00e9""#,
+            r#"-5"#,
+            r#"1.0"#,
+            r#"18446744073709551615"#,
+            r#"null"#,
+        ] {
+            let params = if i % 2 == 0 { "" } else { r#","params":{}"# };
+            cases.push((
+                with_version(
+                    version,
+                    &[PLAIN[0], PLAIN[1], ("x-mcp-auth-token", AUTH_TOKEN)],
+                ),
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"{params}}}"#),
+            ));
+        }
+    }
+    let plain = |extra: &[(&'static str, &'static str)]| {
+        let mut headers = vec![
+            PLAIN[0],
+            PLAIN[1],
+            ("x-mcp-auth-token", AUTH_TOKEN),
+            ("mcp-protocol-version", "2025-11-25"),
+        ];
+        headers.extend_from_slice(extra);
+        headers
+    };
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_string();
+    // What rmcp refuses or answers otherwise must still be rmcp's answer.
+    for (headers, body) in [
+        (plain(&[("origin", "https://evil.example")]), list.clone()),
+        (plain(&[("host", "evil.example")]), list.clone()),
+        (plain(&[("host", "localhost:1")]), list.clone()),
+        (plain(&[("mcp-method", "tools/list")]), list.clone()),
+        (plain(&[("mcp-protocol-version", "2026-07-28")]), list.clone()),
+        (plain(&[("accept", "text/html")]), list.clone()),
+        (plain(&[("content-type", "text/plain")]), list.clone()),
+        (plain(&[("content-type", "application/json; charset=utf-8")]), list.clone()),
+        (
+            vec![PLAIN[0], PLAIN[1], ("x-mcp-auth-token", AUTH_TOKEN), ("mcp-protocol-version", "2099-01-01")],
+            list.clone(),
+        ),
+        (
+            vec![PLAIN[0], ("accept", "application/json;q=0, text/event-stream"), ("x-mcp-auth-token", AUTH_TOKEN)],
+            list.clone(),
+        ),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"x"}}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"progressToken":1}}}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","extra":true}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"1.0","id":1,"method":"tools/list"}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","method":"tools/list"}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list""#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":{},"method":"tools/list"}"#.into()),
+        (plain(&[]), r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope"}}"#.into()),
+        (vec![PLAIN[0], PLAIN[1], ("mcp-protocol-version", "2025-11-25")], list.clone()),
+    ] {
+        cases.push((headers, body));
+    }
+    for path in ["/mcp", "/"] {
+        for (headers, body) in &cases {
+            let fresh = spawn_with(options()).await;
+            let expected = seen(&fresh, path, headers, body).await;
+            let answered = seen(&warm, path, headers, body).await;
+            assert_eq!(answered, expected, "{path} {headers:?} {body}");
+        }
+    }
+}
