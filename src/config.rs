@@ -34,9 +34,11 @@ const CREDENTIAL_VARIABLES: &[&str] = &[
 pub const DEFAULT_SSO_URL: &str = "https://sso.dynatrace.com/sso/oauth2/token";
 /// Default request body limit for the HTTP front doors (1 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// Default size budget of one tool result (text plus structured content), sized for a model's
-/// context rather than for a transport's maximum.
-pub const DEFAULT_RESULT_MAX_BYTES: usize = 128 * 1024;
+/// Default size budget of one tool result (text plus structured content, as they travel in the
+/// JSON answer), sized for a model's context rather than for a transport's maximum: 60 KiB keeps
+/// a whole answer, envelope included, under 64 kB (Claude Code caps a tool's output at 25,000
+/// tokens by default).
+pub const DEFAULT_RESULT_MAX_BYTES: usize = 60 * 1024;
 
 /// Variables this server understands. A Secrets Manager secret may carry any of them; an unknown
 /// key in the secret is reported (by name only) instead of being silently ignored.

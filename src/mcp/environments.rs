@@ -267,7 +267,11 @@ fn merge(
                     json!({"environment": alias, "status": "ok", "elapsedMs": elapsed_ms});
                 if let Some(structured) = &output.structured {
                     let mut structured = structured.clone();
-                    if let Some(note) = crate::tools::format::fit_structured(&mut structured, share)
+                    // As for a whole answer: the part's text and structured content share its share.
+                    let room = share
+                        .saturating_sub(crate::tools::format::escaped_len(&output.text))
+                        .max(share / 2);
+                    if let Some(note) = crate::tools::format::fit_structured(&mut structured, room)
                     {
                         text.push_str(&note);
                         text.push('\n');

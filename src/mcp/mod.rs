@@ -219,10 +219,14 @@ impl ServerHandler for McpServer {
         };
         let (mut result, outcome) = match outcome {
             Ok(mut output) => {
+                // Text and structured content share the budget; a tool's text takes at most
+                // half of it, so structured content always keeps the other half.
+                let budget = self.state.settings.result_budget_bytes;
+                let text_cost = crate::tools::format::escaped_len(&output.text);
                 if let Some(structured) = output.structured.as_mut()
                     && let Some(note) = crate::tools::format::fit_structured(
                         structured,
-                        self.state.settings.result_budget_bytes,
+                        budget.saturating_sub(text_cost).max(budget / 2),
                     )
                 {
                     output.text.push('\n');

@@ -25,7 +25,8 @@ pub struct Rendered {
     pub shown: usize,
 }
 
-/// Renders `records` in `format`, stopping at the last whole record that fits in `budget` bytes.
+/// Renders `records` in `format`, stopping at the last whole record that fits in `budget` bytes of
+/// the JSON answer (counted escaped, as the text travels in a JSON string).
 pub fn render_records(records: &[Value], format: OutputFormat, budget: usize) -> Rendered {
     let (open, close, separator) = match format {
         OutputFormat::Compact => ("```jsonl\n", "\n```", "\n"),
@@ -33,6 +34,8 @@ pub fn render_records(records: &[Value], format: OutputFormat, budget: usize) ->
         OutputFormat::Lines => ("", "", "\n"),
     };
     let mut text = String::from(open);
+    // What the text costs in the JSON answer, where quotes, backslashes and newlines are escaped.
+    let mut cost = escaped_len(open) + escaped_len(close);
     let mut shown = 0;
     for record in records {
         let piece = match format {
@@ -45,14 +48,28 @@ pub fn render_records(records: &[Value], format: OutputFormat, budget: usize) ->
                 _ => compact_sorted(record),
             },
         };
-        let extra = if shown == 0 { 0 } else { separator.len() };
-        if text.len() + extra + piece.len() + close.len() > budget && shown > 0 {
+        let extra = if shown == 0 {
+            0
+        } else {
+            escaped_len(separator)
+        };
+        let piece_cost = escaped_len(&piece);
+        if cost + extra + piece_cost > budget && shown > 0 {
             break;
         }
-        if text.len() + extra + piece.len() + close.len() > budget {
+        if cost + extra + piece_cost > budget {
             // Not even one record fits: show a cut-down first record rather than nothing.
-            let room = budget.saturating_sub(text.len() + close.len() + 1);
-            text.push_str(&truncate_utf8(&piece, room));
+            let room = budget.saturating_sub(cost + escaped_len("…"));
+            let mut end = 0;
+            let mut used = 0;
+            for (i, c) in piece.char_indices() {
+                used += escaped_len(c.encode_utf8(&mut [0; 4]));
+                if used > room {
+                    break;
+                }
+                end = i + c.len_utf8();
+            }
+            text.push_str(&piece[..end]);
             text.push('…');
             shown = 1;
             break;
@@ -61,10 +78,25 @@ pub fn render_records(records: &[Value], format: OutputFormat, budget: usize) ->
             text.push_str(separator);
         }
         text.push_str(&piece);
+        cost += extra + piece_cost;
         shown += 1;
     }
     text.push_str(close);
     Rendered { text, shown }
+}
+
+/// The bytes `text` takes inside a JSON string: `"` `\\` and the common control characters take
+/// two, the other control characters six (`\u001f`).
+pub fn escaped_len(text: &str) -> usize {
+    text.len()
+        + text
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
 }
 
 fn sorted(value: &Value) -> Value {
@@ -215,7 +247,7 @@ pub fn fit_structured(value: &mut Value, budget: usize) -> Option<String> {
         cut.push(format!("strings longer than {longest} bytes were cut"));
     }
     Some(format!(
-        "structuredContent was {} and is cut to fit MCP_RESULT_MAX_BYTES ({} bytes): {}.",
+        "structuredContent was {} and is cut to fit its share of MCP_RESULT_MAX_BYTES ({} bytes): {}.",
         human_bytes(before as u64),
         budget,
         cut.join("; ")
@@ -263,6 +295,25 @@ fn cut_strings(value: &mut Value, longest: usize) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn records_are_counted_as_they_travel_escaped_in_the_answer() {
+        assert_eq!(escaped_len(r#"a"b\c"#), 7);
+        assert_eq!(escaped_len("\n\u{1}é"), 2 + 6 + 2);
+        let records: Vec<Value> = (0..50)
+            .map(|i| serde_json::json!({"content": format!("line \"{i}\"\twith quotes"), "i": i}))
+            .collect();
+        for budget in [300, 1000, 2000] {
+            let rendered = render_records(&records, OutputFormat::Compact, budget);
+            let in_answer = serde_json::to_string(&rendered.text).unwrap().len() - 2;
+            assert!(in_answer <= budget, "{in_answer} > {budget}");
+            assert!(rendered.shown > 0 && rendered.shown < 50);
+        }
+        // One record larger than the budget is cut to fit, not dropped.
+        let rendered = render_records(&records[..1], OutputFormat::Full, 40);
+        assert_eq!(rendered.shown, 1);
+        assert!(serde_json::to_string(&rendered.text).unwrap().len() - 2 <= 40);
+    }
 
     #[test]
     fn fit_structured_keeps_the_first_items_and_then_cuts_strings() {
