@@ -4,7 +4,7 @@
 //! The level can change once after start-up, when the Secrets Manager secret carries
 //! `MCP_LOG_LEVEL`: the filter sits behind a reload handle.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -37,7 +37,7 @@ impl LogFormat {
 }
 
 /// Changes the level after start-up.
-pub struct LogHandle(Option<reload::Handle<EnvFilter, tracing_subscriber::Registry>>);
+pub struct LogHandle(Option<reload::Handle<Targets, tracing_subscriber::Registry>>);
 
 impl LogHandle {
     /// The level, and whether audit lines are written (`MCP_AUDIT_LOG`).
@@ -48,7 +48,9 @@ impl LogHandle {
     }
 }
 
-fn filter_for(level: LogLevel, audit: bool) -> EnvFilter {
+/// Fixed per-target levels: `Targets`, not `EnvFilter`, whose directive parser brings a regex
+/// engine into the binary for nothing we use.
+fn filter_for(level: LogLevel, audit: bool) -> Targets {
     // Our crate at the chosen level; dependencies quieter (rmcp logs every stateless request at
     // info, which would be one CloudWatch line per call for nothing). Audit lines (target
     // `audit`) are kept whatever the level, unless switched off.
@@ -67,9 +69,13 @@ fn filter_for(level: LogLevel, audit: bool) -> EnvFilter {
         LogLevel::Trace | LogLevel::Debug => "info",
         _ => deps,
     };
-    EnvFilter::new(format!(
-        "{deps},rmcp={rmcp},dynatrace_mcp={ours},audit={audit}"
-    ))
+    let level = |name: &str| name.parse().unwrap_or(LevelFilter::INFO);
+    Targets::new()
+        .with_default(level(deps))
+        .with_target("rmcp", level(rmcp))
+        .with_target("dynatrace_mcp", level(ours))
+        .with_target("dynatrace_sandbox", level(ours))
+        .with_target("audit", level(audit))
 }
 
 /// Installs the global subscriber. Calling it twice (tests) is harmless.
