@@ -358,9 +358,9 @@ async fn read_capped(mut response: reqwest::Response, what: &str) -> Result<Byte
     {
         return Err(too_large());
     }
-    let mut body = bytes::BytesMut::with_capacity(
-        response.content_length().unwrap_or(0).min(1 << 20) as usize,
-    );
+    // The announced length at once (at most the cap, checked above): growing by doubling would
+    // copy a large body several times and touch up to twice its size.
+    let mut body = bytes::BytesMut::with_capacity(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response
         .chunk()
         .await

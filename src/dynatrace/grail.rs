@@ -91,6 +91,110 @@ pub struct QueryResult {
     pub types: Vec<Value>,
     #[serde(default)]
     pub metadata: QueryMetadata,
+    /// Records Grail sent past the [`RecordCap`]: counted, never parsed.
+    #[serde(skip)]
+    pub left_out: usize,
+}
+
+/// Which of a finished query's records become `Value`s. The rest are only counted
+/// ([`QueryResult::left_out`]), so the memory of a call follows what its answer can show, not
+/// what Grail sends: a record is a few hundred bytes of JSON but several times that as a tree.
+#[derive(Debug, Clone, Default)]
+pub struct RecordCap {
+    /// Keep records while their JSON (after the `fields` projection) totals at most this many
+    /// bytes; the first record is always kept. `None`: keep every record.
+    pub bytes: Option<usize>,
+    /// Keep only these fields of each record (none: every field).
+    pub fields: Vec<String>,
+}
+
+impl RecordCap {
+    /// Every record, every field.
+    pub const ALL: RecordCap = RecordCap {
+        bytes: None,
+        fields: Vec::new(),
+    };
+}
+
+/// `QueryResponse` as Grail sends it, its records still JSON text borrowed from the body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    state: QueryState,
+    #[serde(default)]
+    progress: Option<u32>,
+    #[serde(default)]
+    request_token: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+    #[serde(default, borrow)]
+    result: Option<WireResult<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireResult<'a> {
+    #[serde(default, borrow)]
+    records: Vec<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    types: Vec<Value>,
+    #[serde(default)]
+    metadata: QueryMetadata,
+}
+
+/// Decodes a `query:execute` or `query:poll` answer, keeping the records `cap` allows.
+pub fn decode_response(
+    body: &[u8],
+    context: &str,
+    cap: &RecordCap,
+) -> Result<QueryResponse, DynatraceError> {
+    let decode_error = |message: String| DynatraceError::Decode {
+        context: context.to_string(),
+        message,
+    };
+    let wire: WireResponse =
+        serde_json::from_slice(body).map_err(|e| decode_error(e.to_string()))?;
+    let result = match wire.result {
+        None => None,
+        Some(result) => {
+            let mut records = Vec::new();
+            let mut kept_bytes = 0;
+            for raw in &result.records {
+                if let Some(cap) = cap.bytes
+                    && !records.is_empty()
+                    && kept_bytes >= cap
+                {
+                    break;
+                }
+                let mut record: Value =
+                    serde_json::from_str(raw.get()).map_err(|e| decode_error(e.to_string()))?;
+                kept_bytes += if cap.fields.is_empty() {
+                    raw.get().len()
+                } else {
+                    if let Value::Object(map) = &mut record {
+                        map.retain(|key, _| cap.fields.iter().any(|f| f == key));
+                    }
+                    serde_json::to_string(&record).map_or(0, |s| s.len())
+                };
+                if cap.bytes.is_some_and(|cap| kept_bytes > cap) && !records.is_empty() {
+                    break;
+                }
+                records.push(record);
+            }
+            Some(QueryResult {
+                left_out: result.records.len() - records.len(),
+                records,
+                types: result.types,
+                metadata: result.metadata,
+            })
+        }
+    };
+    Ok(QueryResponse {
+        state: wire.state,
+        progress: wire.progress,
+        request_token: wire.request_token,
+        ttl_seconds: wire.ttl_seconds,
+        result,
+    })
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -168,6 +272,7 @@ impl DynatraceClient {
         request: &ExecuteRequest,
         scopes: &str,
         deadline: Deadline,
+        cap: &RecordCap,
     ) -> Result<QueryResponse, DynatraceError> {
         let body = serde_json::to_value(request).expect("ExecuteRequest serializes");
         let response = self
@@ -176,7 +281,7 @@ impl DynatraceClient {
                 deadline,
             )
             .await?;
-        response.json("query:execute")
+        decode_response(&response.body, "query:execute", cap)
     }
 
     /// `GET query:poll`, waiting up to `wait` for the query to finish.
@@ -186,6 +291,7 @@ impl DynatraceClient {
         wait: Duration,
         scopes: &str,
         deadline: Deadline,
+        cap: &RecordCap,
     ) -> Result<QueryResponse, DynatraceError> {
         let request = ApiRequest::get(format!("{BASE}/query:poll"), scopes, "query result")
             .query("request-token", request_token)
@@ -194,7 +300,7 @@ impl DynatraceClient {
             .call(&request, deadline)
             .await
             .map_err(gone_as_result_gone)?;
-        response.json("query:poll")
+        decode_response(&response.body, "query:poll", cap)
     }
 
     /// `POST query:cancel`. Best effort: a query that already finished or expired is fine.
@@ -240,6 +346,7 @@ impl DynatraceClient {
         scopes: &str,
         deadline: Deadline,
         guard: &QueryGuard,
+        cap: &RecordCap,
     ) -> Result<QueryRun, DynatraceError> {
         let mut request = request.clone();
         if request.request_timeout_milliseconds.is_none() {
@@ -249,8 +356,8 @@ impl DynatraceClient {
             request.request_timeout_milliseconds =
                 Some(poll_wait(deadline).min(EXECUTE_WAIT).as_millis() as u64);
         }
-        let started = self.query_execute(&request, scopes, deadline).await?;
-        self.follow(started, scopes, deadline, guard).await
+        let started = self.query_execute(&request, scopes, deadline, cap).await?;
+        self.follow(started, scopes, deadline, guard, cap).await
     }
 
     /// Continues polling a query started earlier (from a handle).
@@ -260,10 +367,13 @@ impl DynatraceClient {
         scopes: &str,
         deadline: Deadline,
         guard: &QueryGuard,
+        cap: &RecordCap,
     ) -> Result<QueryRun, DynatraceError> {
         guard.track(request_token);
         let wait = poll_wait(deadline);
-        let polled = self.query_poll(request_token, wait, scopes, deadline).await;
+        let polled = self
+            .query_poll(request_token, wait, scopes, deadline, cap)
+            .await;
         let polled = match polled {
             Ok(polled) => polled,
             Err(e) => {
@@ -275,7 +385,7 @@ impl DynatraceClient {
             request_token: Some(request_token.to_string()),
             ..polled
         };
-        self.follow(polled, scopes, deadline, guard).await
+        self.follow(polled, scopes, deadline, guard, cap).await
     }
 
     async fn follow(
@@ -284,8 +394,11 @@ impl DynatraceClient {
         scopes: &str,
         deadline: Deadline,
         guard: &QueryGuard,
+        cap: &RecordCap,
     ) -> Result<QueryRun, DynatraceError> {
-        let outcome = self.follow_inner(current, scopes, deadline, guard).await;
+        let outcome = self
+            .follow_inner(current, scopes, deadline, guard, cap)
+            .await;
         // Finished, failed or handed back as running on purpose: nothing to cancel on drop.
         guard.release();
         outcome
@@ -297,6 +410,7 @@ impl DynatraceClient {
         scopes: &str,
         deadline: Deadline,
         guard: &QueryGuard,
+        cap: &RecordCap,
     ) -> Result<QueryRun, DynatraceError> {
         let token = current.request_token.clone();
         if let Some(token) = &token {
@@ -339,7 +453,7 @@ impl DynatraceClient {
                 });
             }
             current = self
-                .query_poll(&request_token, wait, scopes, deadline)
+                .query_poll(&request_token, wait, scopes, deadline, cap)
                 .await?;
         }
     }
@@ -438,14 +552,69 @@ mod tests {
     #[test]
     fn responses_decode_with_unknown_states_and_fields() {
         let body = r#"{"state":"SOMETHING_NEW","requestToken":"abc","futureField":1}"#;
-        let parsed: QueryResponse = serde_json::from_str(body).unwrap();
+        let parsed = decode_response(body.as_bytes(), "t", &RecordCap::ALL).unwrap();
         assert_eq!(parsed.state, QueryState::Unknown);
         let body = r#"{"state":"SUCCEEDED","progress":100,"result":{"records":[{"a":1}],"types":[],"metadata":{"grail":{"scannedBytes":42,"queryId":"q","notifications":[{"severity":"WARNING","message":"m"}],"dqlVersion":"V1_0"}}}}"#;
-        let parsed: QueryResponse = serde_json::from_str(body).unwrap();
+        let parsed = decode_response(body.as_bytes(), "t", &RecordCap::ALL).unwrap();
         let grail = parsed.result.unwrap().metadata.grail.unwrap();
         assert_eq!(grail.scanned_bytes, Some(42));
         assert_eq!(grail.notifications.len(), 1);
         assert_eq!(grail.other.get("dqlVersion").unwrap(), "V1_0");
+    }
+
+    #[test]
+    fn records_past_the_cap_are_counted_not_kept() {
+        let records: Vec<String> = (0..100)
+            .map(|i| {
+                format!(
+                    r#"{{"i":{i},"content":"{}","host":"h{i}"}}"#,
+                    "x".repeat(80)
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"state":"SUCCEEDED","result":{{"records":[{}],"types":[],"metadata":{{}}}}}}"#,
+            records.join(",")
+        );
+        let each = records[0].len();
+        let decode = |cap: RecordCap| {
+            decode_response(body.as_bytes(), "t", &cap)
+                .unwrap()
+                .result
+                .unwrap()
+        };
+        let all = decode(RecordCap::ALL);
+        assert_eq!((all.records.len(), all.left_out), (100, 0));
+        // Whole records up to the cap, the rest counted.
+        let capped = decode(RecordCap {
+            bytes: Some(each * 10 + 5),
+            fields: Vec::new(),
+        });
+        assert_eq!((capped.records.len(), capped.left_out), (10, 90));
+        assert_eq!(capped.records[9]["i"], 9);
+        // The first record is kept even when it alone is larger than the cap.
+        let tiny = decode(RecordCap {
+            bytes: Some(1),
+            fields: Vec::new(),
+        });
+        assert_eq!((tiny.records.len(), tiny.left_out), (1, 99));
+        // With `fields`, the projected size counts: many more records fit.
+        let projected = decode(RecordCap {
+            bytes: Some(each * 10),
+            fields: vec!["i".into()],
+        });
+        assert!(projected.records.len() > 50, "{}", projected.records.len());
+        assert_eq!(projected.records[0], serde_json::json!({"i": 0}));
+        assert_eq!(projected.records.len() + projected.left_out, 100);
+        // A malformed record is a decode error, not a silent gap.
+        assert!(
+            decode_response(
+                br#"{"state":"SUCCEEDED","result":{"records":[{"a":}]}}"#,
+                "t",
+                &RecordCap::ALL
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,7 @@ use super::format::{self, OutputFormat, human_bytes, lenient_u32, render_records
 use super::{Annotations, ToolContext, ToolDef, ToolError, ToolOutput, budget};
 use crate::dynatrace::dql::{Cursor, with_cursor};
 use crate::dynatrace::grail::{
-    ExecuteRequest, GrailMetadata, Notification, QueryGuard, QueryResult, QueryRun,
+    ExecuteRequest, GrailMetadata, Notification, QueryGuard, QueryResult, QueryRun, RecordCap,
 };
 use crate::dynatrace::scopes;
 use crate::signing::HandleError;
@@ -220,6 +220,11 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         None => ctx,
     };
     let client = ctx.dynatrace.clone();
+    // Records past twice what the text half of the budget shows are counted, not parsed.
+    let cap = RecordCap {
+        bytes: Some(ctx.result_budget),
+        fields: fields.clone(),
+    };
 
     let (run, limit, scopes) = if let Some(payload) = payload {
         if payload.p != ctx.principal.binding() {
@@ -231,7 +236,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         }
         let guard = QueryGuard::new(client.clone(), &payload.s);
         let run = tokio::select! {
-            run = client.resume_query(&payload.t, &payload.s, ctx.deadline, &guard) => run?,
+            run = client.resume_query(&payload.t, &payload.s, ctx.deadline, &guard, &cap) => run?,
             _ = ctx.cancel.cancelled() => return Err(cancelled(&ctx)),
         };
         record_scanned(&ctx, &run).await;
@@ -269,7 +274,7 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
         };
         let max_bytes = grail_byte_limit(size_mb, fields.is_empty(), ctx.result_budget);
         // One more than asked for tells whether more records exist.
-        let (run, scopes) = start_query(&ctx, query, u64::from(limit) + 1, max_bytes).await?;
+        let (run, scopes) = start_query(&ctx, query, u64::from(limit) + 1, max_bytes, &cap).await?;
         (run, limit, scopes)
     };
 
@@ -393,6 +398,7 @@ async fn start_query(
     statement: String,
     max_records: u64,
     max_bytes: u64,
+    cap: &RecordCap,
 ) -> Result<(QueryRun, String), ToolError> {
     budget::check(ctx).await?;
     let client = &ctx.dynatrace;
@@ -407,7 +413,7 @@ async fn start_query(
     ctx.record.query(&request.query);
     let guard = QueryGuard::new(client.clone(), &scopes);
     let run = tokio::select! {
-        run = client.run_query(&request, &scopes, ctx.deadline, &guard) => run?,
+        run = client.run_query(&request, &scopes, ctx.deadline, &guard, cap) => run?,
         _ = ctx.cancel.cancelled() => return Err(cancelled(ctx)),
     };
     record_scanned(ctx, &run).await;
@@ -436,7 +442,8 @@ pub(crate) async fn run_statement(
     max_records: u64,
     max_bytes: u64,
 ) -> Result<QueryResult, ToolError> {
-    let (run, scopes) = start_query(ctx, statement, max_records, max_bytes).await?;
+    let (run, scopes) =
+        start_query(ctx, statement, max_records, max_bytes, &RecordCap::ALL).await?;
     match run {
         QueryRun::Finished(result) => Ok(*result),
         QueryRun::Running { request_token, .. } => {
@@ -509,9 +516,10 @@ fn finished_output(
         mut records,
         mut types,
         metadata,
+        left_out,
     } = result;
     let grail = metadata.grail.as_ref();
-    let has_more = records.len() > limit as usize || cut_by_bytes(grail);
+    let has_more = records.len() > limit as usize || cut_by_bytes(grail) || left_out > 0;
     records.truncate(limit as usize);
     if !fields.is_empty() {
         for record in &mut records {
