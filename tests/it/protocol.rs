@@ -313,24 +313,29 @@ async fn non_json_content_type_is_refused() {
     assert_eq!(reply.status, 415);
 }
 
-/// Status, Content-Type and body of an answer: what a client sees of it.
+/// Status, headers (every value but the date and the request id, which differ per answer) and
+/// body of an answer: what a client sees of it.
 async fn seen(
     app: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String, String) {
+) -> (u16, Vec<String>, String) {
     let mut request = app.http.post(app.url(path)).body(body.to_string());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     let reply = app.send(request).await;
-    let content_type = reply
+    let mut seen_headers: Vec<String> = reply
         .headers
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (reply.status, content_type, reply.text)
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "date" | "x-request-id" => name.to_string(),
+            _ => format!("{name}: {}", value.to_str().unwrap_or("?")),
+        })
+        .collect();
+    seen_headers.sort();
+    (reply.status, seen_headers, reply.text)
 }
 
 const VERSIONS: [Option<&str>; 5] = [
