@@ -9,13 +9,17 @@
 //! rmcp's own answer to the first such request (its `result`), so the two cannot drift apart, and
 //! only the `id` is written here, with rmcp's own `RequestId` type.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use rmcp::model::{ProtocolVersion, RequestId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -111,10 +115,22 @@ impl ToolsList {
         })
     }
 
-    /// The cached answer to `hit`, if there is one.
+    /// The cached answer to `hit`, if there is one: the envelope around the shared bytes of the
+    /// result, which are written as they are (no copy into one buffer per answer).
     pub(super) fn answer(&self, hit: &Hit) -> Option<Response> {
         let result = self.answers.lock().unwrap().get(&hit.key).cloned()?;
-        Some(json_response(envelope(&hit.id, &result)))
+        let id = serde_json::to_vec(&hit.id).unwrap_or_default();
+        let mut head = Vec::with_capacity(id.len() + 32);
+        head.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        head.extend_from_slice(&id);
+        head.extend_from_slice(br#","result":"#);
+        let body = Chunks([Bytes::from(head), result, Bytes::from_static(b"}")].into());
+        let mut response = Response::new(Body::new(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Some(response)
     }
 
     /// Keeps the `result` of rmcp's answer to `hit` and gives the answer back unchanged.
@@ -250,11 +266,26 @@ fn envelope(id: &RequestId, result: &[u8]) -> Vec<u8> {
     body
 }
 
-fn json_response(body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// A body of a few buffers sent as they are, with its exact length (so hyper writes
+/// `Content-Length`, as for rmcp's one-buffer answer).
+struct Chunks(VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
 }
