@@ -217,21 +217,26 @@ impl ServerHandler for McpServer {
             }
             Err(refusal) => Err(refusal),
         };
+        // The bytes of the answer's text and structured content, for the audit line.
+        let mut result_bytes = 0;
         let (mut result, outcome) = match outcome {
             Ok(mut output) => {
                 // Text and structured content share the budget; a tool's text takes at most
                 // half of it, so structured content always keeps the other half.
                 let budget = self.state.settings.result_budget_bytes;
                 let text_cost = crate::tools::format::escaped_len(&output.text);
-                if let Some(structured) = output.structured.as_mut()
-                    && let Some(note) = crate::tools::format::fit_structured(
+                if let Some(structured) = output.structured.as_mut() {
+                    let (note, size) = crate::tools::format::fit_structured_measured(
                         structured,
                         budget.saturating_sub(text_cost).max(budget / 2),
-                    )
-                {
-                    output.text.push('\n');
-                    output.text.push_str(&note);
+                    );
+                    result_bytes = size;
+                    if let Some(note) = note {
+                        output.text.push('\n');
+                        output.text.push_str(&note);
+                    }
                 }
+                result_bytes += output.text.len();
                 let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
                 result.structured_content = output.structured;
                 (result, "ok")
@@ -239,6 +244,7 @@ impl ServerHandler for McpServer {
             Err(error) => {
                 let kind = errors::kind(&error);
                 let text = errors::message(def.name, &error);
+                result_bytes = text.len();
                 (CallToolResult::error(vec![ContentBlock::text(text)]), kind)
             }
         };
@@ -255,7 +261,7 @@ impl ServerHandler for McpServer {
                     principal: &principal,
                     tool: def.name,
                     outcome,
-                    result_bytes: result_bytes(&result),
+                    result_bytes,
                     latency_ms: started.elapsed().as_millis() as u64,
                     request_id: request_id(&context).as_ref(),
                 },
@@ -345,20 +351,6 @@ fn link(
         }
     });
     done.drop_guard()
-}
-
-/// The size of a result as sent: its text blocks plus its structured content.
-fn result_bytes(result: &CallToolResult) -> usize {
-    let text: usize = result
-        .content
-        .iter()
-        .filter_map(|block| block.as_text())
-        .map(|text| text.text.len())
-        .sum();
-    text + result
-        .structured_content
-        .as_ref()
-        .map_or(0, crate::tools::format::json_len)
 }
 
 /// The request id the HTTP front door attached, if any.

@@ -206,9 +206,15 @@ pub fn json_len(value: &Value) -> usize {
 /// tenant sends (a proxy's page, a runaway listing), so a client never receives megabytes the
 /// README promises it will not.
 pub fn fit_structured(value: &mut Value, budget: usize) -> Option<String> {
+    fit_structured_measured(value, budget).0
+}
+
+/// [`fit_structured`], with the serialized size of the value it leaves (measuring is a
+/// serialization: the caller need not do it again).
+pub fn fit_structured_measured(value: &mut Value, budget: usize) -> (Option<String>, usize) {
     let before = json_len(value);
     if before <= budget {
-        return None;
+        return (None, before);
     }
     let mut cut: Vec<String> = Vec::new();
     for _ in 0..8 {
@@ -241,17 +247,20 @@ pub fn fit_structured(value: &mut Value, budget: usize) -> Option<String> {
         let field = path.rsplit('/').next().unwrap_or_default().to_string();
         cut.push(format!("`{field}` keeps {keep} of {total} items"));
     }
-    if json_len(value) > budget {
+    let mut after = json_len(value);
+    if after > budget {
         let longest = (budget / 16).max(256);
         cut_strings(value, longest);
         cut.push(format!("strings longer than {longest} bytes were cut"));
+        after = json_len(value);
     }
-    Some(format!(
+    let note = format!(
         "structuredContent was {} and is cut to fit its share of MCP_RESULT_MAX_BYTES ({} bytes): {}.",
         human_bytes(before as u64),
         budget,
         cut.join("; ")
-    ))
+    );
+    (Some(note), after)
 }
 
 /// The JSON pointer and serialized size of the largest non-empty array in `value`.
