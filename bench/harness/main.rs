@@ -3,7 +3,9 @@
 //! ```text
 //! dtmcp-bench sandbox [--port N]
 //!     The simulated tenant with request recording off, plus a control listener:
-//!     `POST <BENCH_SANDBOX_CONTROL>/latency/<ms>` sets the latency of every sandbox answer.
+//!     `POST <BENCH_SANDBOX_CONTROL>/latency/<ms>` sets the latency of every sandbox answer,
+//!     `GET <BENCH_SANDBOX_CONTROL>/connections` answers how many TCP connections the tenant has
+//!     accepted since it started.
 //!     Prints `export KEY=VALUE` lines (the server's settings, BENCH_SANDBOX_CONTROL,
 //!     BENCH_PLATFORM_TOKEN), then a line `ready`; runs until SIGTERM/SIGINT.
 //! dtmcp-bench coldstart --bin PATH --mode stdio|http|version --runs N [--log FILE]
@@ -12,6 +14,13 @@
 //! dtmcp-bench lambda --bin PATH --event FILE --invocations N [--log FILE]
 //!     A Lambda Runtime API stand-in: runs the binary as a Lambda function and feeds it the API
 //!     Gateway event FILE with a `tools/list` body, then with an `execute_dql` body, N times each.
+//!     Prints JSON.
+//! dtmcp-bench lambda --bin PATH --event FILE --cold N [--log FILE]
+//!     N+1 cold starts (the first is a discarded warm-up), each a fresh Runtime API and a fresh
+//!     function with one `tools/list` event queued at spawn: times spawn → first
+//!     `/invocation/next` (the init) and spawn → the `/response` POST (the first answer).
+//!     AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION
+//!     pass through to the function (with DT_SECRET_ID: its settings from a local Secrets Manager).
 //!     Prints JSON.
 //! ```
 //!
@@ -38,7 +47,7 @@ fn main() {
         Some("coldstart") => coldstart(&args),
         Some("lambda") => run_async(lambda(args.clone())),
         _ => Err(anyhow!(
-            "usage: dtmcp-bench sandbox [--port N] | coldstart --bin PATH --mode stdio|http|version --runs N | lambda --bin PATH --event FILE --invocations N"
+            "usage: dtmcp-bench sandbox [--port N] | coldstart --bin PATH --mode stdio|http|version --runs N | lambda --bin PATH --event FILE (--invocations N | --cold N)"
         )),
     };
     if let Err(e) = result {
@@ -100,6 +109,14 @@ async fn sandbox(port: u16) -> Result<()> {
                  axum::extract::Path(ms): axum::extract::Path<u64>| async move {
                     sb.set_latency(Duration::from_millis(ms));
                     format!("latency {ms} ms\n")
+                },
+            ),
+        )
+        .route(
+            "/connections",
+            axum::routing::get(
+                |axum::extract::State(sb): axum::extract::State<Arc<Sandbox>>| async move {
+                    format!("{}\n", sb.connections())
                 },
             ),
         )
@@ -311,27 +328,23 @@ fn cold_http(bin: &str, log: Stdio) -> Result<(Duration, Duration)> {
 
 // -------------------------------------------------------------------------------------- lambda
 
-async fn lambda(args: Vec<String>) -> Result<()> {
-    let bin: String = req_opt(&args, "--bin")?;
-    let event_file: String = req_opt(&args, "--event")?;
-    let n: usize = req_opt(&args, "--invocations")?;
-    let template: Value = serde_json::from_str(
-        &std::fs::read_to_string(&event_file).with_context(|| format!("reading {event_file}"))?,
-    )?;
-    // A function must have an auth token (or MCP_ALLOW_UNAUTHENTICATED): every event carries it,
-    // so the per-invocation time includes the token check, as in production.
-    let token = "dtmcp-bench-auth-token-0123456789abcdef";
-    let event_with = |body: &str| {
-        let mut e = template.clone();
-        e["body"] = Value::String(body.to_string());
-        e["headers"]["content-length"] = Value::String(body.len().to_string());
-        e["headers"]["x-mcp-auth-token"] = Value::String(token.to_string());
-        e
-    };
+/// A function must have an auth token (or MCP_ALLOW_UNAUTHENTICATED): every event carries it, so
+/// the per-invocation time includes the token check, as in production.
+const LAMBDA_AUTH_TOKEN: &str = "dtmcp-bench-auth-token-0123456789abcdef";
 
-    let (api, runtime_addr) = RuntimeApi::start().await?;
+/// The API Gateway event of FILE with `body` (and the auth token header).
+fn lambda_event(template: &Value, body: &str) -> Value {
+    let mut e = template.clone();
+    e["body"] = Value::String(body.to_string());
+    e["headers"]["content-length"] = Value::String(body.len().to_string());
+    e["headers"]["x-mcp-auth-token"] = Value::String(LAMBDA_AUTH_TOKEN.to_string());
+    e
+}
 
-    let mut command = Command::new(&bin);
+/// The function's command: an environment as Lambda's (nothing of the caller's but the server's
+/// DT_/OAUTH_/MCP_ settings and the AWS endpoint and credentials, if set).
+fn lambda_command(bin: &str, runtime_addr: SocketAddr, log: Stdio) -> Command {
+    let mut command = Command::new(bin);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -342,17 +355,57 @@ async fn lambda(args: Vec<String>) -> Result<()> {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
         .env("AWS_REGION", "us-east-1")
-        .env("MCP_AUTH_TOKEN", token)
+        .env("MCP_AUTH_TOKEN", LAMBDA_AUTH_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log_target(&args)?);
+        .stderr(log);
     for (key, value) in std::env::vars() {
-        if (key.starts_with("DT_") || key.starts_with("OAUTH_") || key.starts_with("MCP_"))
-            && key != "MCP_AUTH_TOKEN"
+        let aws = matches!(
+            key.as_str(),
+            "AWS_ENDPOINT_URL"
+                | "AWS_ACCESS_KEY_ID"
+                | "AWS_SECRET_ACCESS_KEY"
+                | "AWS_SESSION_TOKEN"
+                | "AWS_REGION"
+        );
+        if aws
+            || ((key.starts_with("DT_") || key.starts_with("OAUTH_") || key.starts_with("MCP_"))
+                && key != "MCP_AUTH_TOKEN")
         {
             command.env(key, value);
         }
     }
+    command
+}
+
+/// Checks a function's answer to an API Gateway event: HTTP 200 and a JSON-RPC result.
+fn check_lambda_answer(name: &str, i: usize, response: &Value) -> Result<()> {
+    if response["statusCode"] != 200 {
+        bail!("{name} invocation {i}: {response}");
+    }
+    let payload = response["body"].as_str().unwrap_or_default();
+    let rpc: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    if rpc.get("result").is_none() || rpc["result"]["isError"] == true {
+        bail!("{name} invocation {i} failed: {payload}");
+    }
+    Ok(())
+}
+
+async fn lambda(args: Vec<String>) -> Result<()> {
+    let bin: String = req_opt(&args, "--bin")?;
+    let event_file: String = req_opt(&args, "--event")?;
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(&event_file).with_context(|| format!("reading {event_file}"))?,
+    )?;
+    if let Some(runs) = opt::<usize>(&args, "--cold") {
+        return lambda_cold(&bin, &template, runs, &args).await;
+    }
+    let n: usize = req_opt(&args, "--invocations")?;
+    let event_with = |body: &str| lambda_event(&template, body);
+
+    let (api, runtime_addr) = RuntimeApi::start().await?;
+
+    let mut command = lambda_command(&bin, runtime_addr, log_target(&args)?);
     let spawned = Instant::now();
     let child = Reaper(command.spawn().with_context(|| format!("spawning {bin}"))?);
 
@@ -383,14 +436,7 @@ async fn lambda(args: Vec<String>) -> Result<()> {
                 .invoke(&id, event.clone(), Duration::from_secs(30))
                 .await
                 .map_err(|e| anyhow!(e))?;
-            if response["statusCode"] != 200 {
-                bail!("{name} invocation {i}: {response}");
-            }
-            let payload = response["body"].as_str().unwrap_or_default();
-            let rpc: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-            if rpc.get("result").is_none() || rpc["result"]["isError"] == true {
-                bail!("{name} invocation {i} failed: {payload}");
-            }
+            check_lambda_answer(name, i, &response)?;
             if i == 0 {
                 first_invocation.insert(name.to_string(), json!(ms(took)));
             } else {
@@ -407,6 +453,57 @@ async fn lambda(args: Vec<String>) -> Result<()> {
             "init_ms": init,
             "first_invocation_ms": first_invocation,
             "invocation_ms": results,
+        })
+    );
+    Ok(())
+}
+
+/// Cold starts: for each run a fresh Runtime API, one `tools/list` event queued at spawn, and the
+/// function's init (spawn → first `/invocation/next`) and first answer (spawn → `/response`).
+async fn lambda_cold(bin: &str, template: &Value, runs: usize, args: &[String]) -> Result<()> {
+    let event = lambda_event(template, TOOLS_LIST);
+    let mut inits = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..=runs {
+        let (api, runtime_addr) = RuntimeApi::start().await?;
+        let mut command = lambda_command(bin, runtime_addr, log_target(args)?);
+        let spawned = Instant::now();
+        let mut child = Reaper(command.spawn().with_context(|| format!("spawning {bin}"))?);
+        // The event waits in the queue from the spawn on: the function takes it with its first
+        // `/invocation/next`, as a cold start triggered by a request does.
+        let id = format!("cold-{i}");
+        let invoke = api.invoke(&id, event.clone(), Duration::from_secs(10));
+        tokio::pin!(invoke);
+        let (_took, response) = loop {
+            tokio::select! {
+                answer = &mut invoke => break answer.map_err(|e| anyhow!(e))?,
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {
+                    if let Some(status) = child.0.try_wait()? {
+                        let init_error = api.init_error();
+                        bail!("cold run {i}: the function exited ({status}) before answering; init error: {init_error:?}");
+                    }
+                }
+            }
+        };
+        let answered = spawned.elapsed();
+        check_lambda_answer("tools_list (cold)", i, &response)?;
+        let init = api
+            .first_next()
+            .ok_or_else(|| anyhow!("cold run {i}: answered without /invocation/next"))?
+            .duration_since(spawned);
+        drop(child);
+        if i > 0 {
+            inits.push(ms(init));
+            answers.push(ms(answered));
+        }
+    }
+    println!(
+        "{}",
+        json!({
+            "cold_runs": runs,
+            "init_ms": stats(inits),
+            "first_answer_ms": stats(answers),
+            "secret_id": std::env::var("DT_SECRET_ID").ok(),
         })
     );
     Ok(())

@@ -306,6 +306,8 @@ struct Inner {
     timing: Mutex<QueryTiming>,
     cancelled: Mutex<Vec<String>>,
     counter: AtomicU64,
+    /// TCP connections accepted since the start (clients that keep connections alive open few).
+    connections: AtomicU64,
     copilot_skills: Mutex<Vec<String>>,
     analyzer_timing: Mutex<QueryTiming>,
     analyzer_runs: Mutex<HashMap<String, analyzers::Run>>,
@@ -351,6 +353,7 @@ impl Sandbox {
             timing: Mutex::new(QueryTiming::Immediate),
             cancelled: Mutex::default(),
             counter: AtomicU64::new(1),
+            connections: AtomicU64::new(0),
             copilot_skills: Mutex::new(copilot::ALL_SKILLS.iter().map(|s| s.to_string()).collect()),
             analyzer_timing: Mutex::new(QueryTiming::Immediate),
             analyzer_runs: Mutex::default(),
@@ -375,6 +378,11 @@ impl Sandbox {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many TCP connections the tenant has accepted since it started.
+    pub fn connections(&self) -> u64 {
+        self.inner.connections.load(Ordering::Relaxed)
     }
 
     pub fn sso_url(&self) -> String {
@@ -637,6 +645,7 @@ async fn serve(
             },
             _ = &mut stopped => return,
         };
+        inner.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (router, inner) = (router.clone(), inner.clone());
         let service = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
