@@ -291,7 +291,6 @@ async fn run_execute(ctx: ToolContext, params: ExecuteParams) -> Result<ToolOutp
                 *result,
                 limit,
                 format,
-                &fields,
                 ctx.result_budget,
                 ctx.record.totals().deployment.map(|c| c.amount),
             );
@@ -508,7 +507,6 @@ fn finished_output(
     result: QueryResult,
     limit: u32,
     format: OutputFormat,
-    fields: &[String],
     budget: usize,
     total_scanned: Option<u64>,
 ) -> ToolOutput {
@@ -520,14 +518,8 @@ fn finished_output(
     } = result;
     let grail = metadata.grail.as_ref();
     let has_more = records.len() > limit as usize || cut_by_bytes(grail) || left_out > 0;
+    // Records arrive projected to `fields` (RecordCap, when Grail's answer is decoded).
     records.truncate(limit as usize);
-    if !fields.is_empty() {
-        for record in &mut records {
-            if let Value::Object(map) = record {
-                map.retain(|key, _| fields.iter().any(|f| f == key));
-            }
-        }
-    }
 
     // The text block and structuredContent each get half the budget.
     let rendered = render_records(&records, format, budget / 2);
