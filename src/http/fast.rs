@@ -119,12 +119,7 @@ impl ToolsList {
     /// result, which are written as they are (no copy into one buffer per answer).
     pub(super) fn answer(&self, hit: &Hit) -> Option<Response> {
         let result = self.answers.lock().unwrap().get(&hit.key).cloned()?;
-        let id = serde_json::to_vec(&hit.id).unwrap_or_default();
-        let mut head = Vec::with_capacity(id.len() + 32);
-        head.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-        head.extend_from_slice(&id);
-        head.extend_from_slice(br#","result":"#);
-        let body = Chunks([Bytes::from(head), result, Bytes::from_static(b"}")].into());
+        let body = Chunks([Bytes::from(head(&hit.id)), result, Bytes::from_static(b"}")].into());
         let mut response = Response::new(Body::new(body));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -256,14 +251,20 @@ fn single(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName + Cop
 
 /// rmcp's serialization of a JSON-RPC response: `{"jsonrpc":"2.0","id":…,"result":…}`.
 fn envelope(id: &RequestId, result: &[u8]) -> Vec<u8> {
-    let id = serde_json::to_vec(id).unwrap_or_default();
-    let mut body = Vec::with_capacity(result.len() + id.len() + 32);
-    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-    body.extend_from_slice(&id);
-    body.extend_from_slice(br#","result":"#);
+    let mut body = head(id);
     body.extend_from_slice(result);
     body.push(b'}');
     body
+}
+
+/// The envelope up to its result: `{"jsonrpc":"2.0","id":…,"result":`.
+fn head(id: &RequestId) -> Vec<u8> {
+    let id = serde_json::to_vec(id).unwrap_or_default();
+    let mut head = Vec::with_capacity(id.len() + 32);
+    head.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    head.extend_from_slice(&id);
+    head.extend_from_slice(br#","result":"#);
+    head
 }
 
 /// A body of a few buffers sent as they are, with its exact length (so hyper writes
