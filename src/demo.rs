@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use dynatrace_mcp::config::{FrontDoor, LogLevel, Settings, Source};
 use dynatrace_mcp::logging::{self, LogFormat};
-use dynatrace_mcp::{http, startup, stdio};
+use dynatrace_mcp::{startup, stdio};
 use dynatrace_sandbox::{Sandbox, SandboxConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{Shutdown, serve_limits, serve_until_signal, wait_for_signal};
+use super::{serve_limits, serve_until_signal, wait_for_signal};
 
 /// The aliases `demo --environments N` gives its simulated environments.
 const DEMO_ALIASES: [(&str, &str); 10] = [
@@ -111,8 +111,12 @@ pub async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyho
         anyhow::anyhow!("cannot listen on {bind}: {e} (pick another port with --port)")
     })?;
     let url = format!("http://{}/mcp", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
+    let options = startup::http_options(
+        &settings,
+        FrontDoor::Http,
+        Some(bind),
+        CancellationToken::new(),
+    );
     println!(
         "dynatrace-mcp demo: MCP server at {url}\n\
          ({tenants}; nothing leaves this machine)\n\n\
@@ -135,19 +139,11 @@ pub async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyho
             )
         }
     );
-    let (stopping, background) = (
-        state.stopping.clone(),
-        state.environments.background().clone(),
-    );
     serve_until_signal(
         listener,
-        http::router(state, options),
-        Shutdown {
-            rmcp: shutdown,
-            stopping,
-            background,
-            grace: settings.shutdown_grace,
-        },
+        state,
+        options,
+        settings.shutdown_grace,
         serve_limits(&settings),
     )
     .await

@@ -250,31 +250,20 @@ async fn run_serve(bind: SocketAddr) -> anyhow::Result<()> {
         )
         .into());
     }
-    let shutdown = CancellationToken::new();
-    let options = startup::http_options(&settings, FrontDoor::Http, Some(bind), shutdown.clone());
+    let options = startup::http_options(
+        &settings,
+        FrontDoor::Http,
+        Some(bind),
+        CancellationToken::new(),
+    );
     let limits = serve_limits(&settings);
     let grace = settings.shutdown_grace;
     let state = startup::build_state(settings)?;
-    let (stopping, background) = (
-        state.stopping.clone(),
-        state.environments.background().clone(),
-    );
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     tracing::info!(address = %bind, "serving MCP at POST /mcp and POST /, health at GET /health");
-    serve_until_signal(
-        listener,
-        http::router(state, options),
-        Shutdown {
-            rmcp: shutdown,
-            stopping,
-            background,
-            grace,
-        },
-        limits,
-    )
-    .await
+    serve_until_signal(listener, state, options, grace, limits).await
 }
 
 fn serve_limits(settings: &Settings) -> http::ServeLimits {
@@ -284,24 +273,22 @@ fn serve_limits(settings: &Settings) -> http::ServeLimits {
     }
 }
 
-/// What a SIGTERM sets in motion.
-struct Shutdown {
-    /// rmcp's token: cancelled once every connection is done.
-    rmcp: CancellationToken,
-    /// The tools' token (`AppState::stopping`): cancelled when the grace period is over.
-    stopping: CancellationToken,
-    /// `MCP_SHUTDOWN_GRACE_SECONDS`.
-    grace: Duration,
-    /// The query cancellations the cancelled calls left behind, awaited before exit.
-    background: tokio_util::task::TaskTracker,
-}
-
+/// Serves `state` on `listener` until SIGTERM or Ctrl-C, then drains: the calls in flight get
+/// `grace` to finish, the rest are cancelled, and the query cancellations they leave behind are
+/// awaited before exit (shared by `serve` and `demo`).
 async fn serve_until_signal(
     listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: Shutdown,
+    state: std::sync::Arc<startup::AppState>,
+    options: http::HttpOptions,
+    grace: Duration,
     limits: http::ServeLimits,
 ) -> anyhow::Result<()> {
+    // rmcp's token (cancelled once every connection is done), the tools' token (cancelled when
+    // the grace period is over) and the query cancellations the cancelled calls left behind.
+    let rmcp = options.shutdown.clone();
+    let stopping = state.stopping.clone();
+    let background = state.environments.background().clone();
+    let router = http::router(state, options);
     // The signal stops accepting and lets the calls in flight finish. Those still running when
     // the grace period is over are cancelled (each answers that the server is stopping, and its
     // Grail query is cancelled), so that ECS's SIGKILL at `stopTimeout` finds nothing running.
@@ -314,7 +301,6 @@ async fn serve_until_signal(
     });
     let serving = http::serve(listener, router, stop.clone(), limits);
     tokio::pin!(serving);
-    let grace = shutdown.grace;
     tokio::select! {
         served = &mut serving => served?,
         _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -322,16 +308,16 @@ async fn serve_until_signal(
                 grace_seconds = grace.as_secs(),
                 "calls still running after the grace period are cancelled"
             );
-            shutdown.stopping.cancel();
+            stopping.cancel();
             match tokio::time::timeout(Duration::from_secs(3), &mut serving).await {
                 Ok(served) => served?,
                 Err(_) => tracing::warn!("connections still open after the cancellations; exiting"),
             }
         }
     }
-    shutdown.rmcp.cancel();
-    shutdown.background.close();
-    if tokio::time::timeout(Duration::from_secs(5), shutdown.background.wait())
+    rmcp.cancel();
+    background.close();
+    if tokio::time::timeout(Duration::from_secs(5), background.wait())
         .await
         .is_err()
     {
