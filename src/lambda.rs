@@ -44,6 +44,7 @@ pub async fn report_init_error(message: &str) {
         "errorType": INIT_ERROR_TYPE,
         "stackTrace": [],
     });
+    crate::crypto::install();
     let sent = reqwest::Client::new()
         .post(format!("http://{api}/2018-06-01/runtime/init/error"))
         .header("Lambda-Runtime-Function-Error-Type", INIT_ERROR_TYPE)

@@ -24,8 +24,10 @@
 //! rmcp, the MCP SDK, is pinned exactly and only `mcp`, `http` and `stdio` name it: tool code works
 //! on [`tools::ToolContext`] and returns [`tools::ToolOutput`], so an SDK upgrade touches the adapter only.
 
+pub mod aws;
 pub mod config;
 pub mod cors;
+pub mod crypto;
 pub mod deadline;
 pub mod dynatrace;
 pub mod environments;

@@ -107,6 +107,7 @@ enum BudgetAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    dynatrace_mcp::crypto::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -39,17 +38,15 @@ pub async fn read_secrets(secret_ids: &[&str]) -> Vec<Result<SecretString, Confi
 }
 
 async fn client(variable: &str) -> Result<aws_sdk_secretsmanager::Client, ConfigError> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(7))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await;
+    let config = crate::aws::load(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(7))
+            .build(),
+        RetryConfig::standard().with_max_attempts(2),
+    )
+    .await;
     if config.region().is_none() {
         return Err(ConfigError::new(
             variable,

@@ -93,6 +93,7 @@ impl HttpClient {
     }
 
     fn builder(&self) -> reqwest::ClientBuilder {
+        crate::crypto::install();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("dynatrace-mcp/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))

@@ -203,6 +203,7 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     pub fn new(settings: OAuthSettings, http: Arc<HttpClient>) -> Self {
+        crate::crypto::install();
         Self {
             jwks_url: RwLock::new(settings.jwks_url.clone()),
             settings,
@@ -581,6 +582,7 @@ mod tests {
     }
 
     fn sign(kid: Option<&str>, key_der: &str, claims: Value) -> String {
+        crate::crypto::install();
         let mut header = Header::new(Algorithm::RS256);
         header.kid = kid.map(str::to_string);
         jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_der(&der(key_der))).unwrap()

@@ -21,7 +21,6 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
@@ -62,16 +61,14 @@ impl DynamoStore {
     async fn client(&self) -> &Client {
         self.client
             .get_or_init(|| async {
-                let config = aws_config::defaults(BehaviorVersion::latest())
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(1))
-                            .operation_attempt_timeout(Duration::from_millis(1500))
-                            .build(),
-                    )
-                    .retry_config(RetryConfig::standard().with_max_attempts(3))
-                    .load()
-                    .await;
+                let config = crate::aws::load(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(1))
+                        .operation_attempt_timeout(Duration::from_millis(1500))
+                        .build(),
+                    RetryConfig::standard().with_max_attempts(3),
+                )
+                .await;
                 Client::new(&config)
             })
             .await
