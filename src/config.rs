@@ -91,6 +91,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "DT_ENVIRONMENTS",
     "DT_ENVIRONMENTS_FILE",
     "DT_DEFAULT_ENVIRONMENT",
+    "MCP_METRICS",
+    "MCP_METRICS_NAMESPACE",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -523,6 +525,8 @@ pub struct Settings {
     /// Who may call: OAuth, the static token's principal, gateway trust, pass-through, rate
     /// limit, audit.
     pub identity: IdentitySettings,
+    /// `MCP_METRICS`, `MCP_METRICS_NAMESPACE`: one EMF record per tool call; `None` when off.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl fmt::Debug for Settings {
@@ -551,6 +555,7 @@ impl fmt::Debug for Settings {
             .field("state_table", &self.state_table)
             .field("query_scan_limit_gb", &self.query_scan_limit_gb)
             .field("identity", &self.identity)
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -859,6 +864,7 @@ impl Settings {
             slack_connection_id: source.get("SLACK_CONNECTION_ID").map(str::to_string),
             confirmation_ttl,
             identity,
+            metrics: crate::metrics::Metrics::from_source(source, front_door)?,
         })
     }
 
@@ -922,6 +928,12 @@ impl Settings {
         map.insert("tool_timeout_s", self.tool_timeout.as_secs().to_string());
         map.insert("write_tools", self.enable_write_tools.to_string());
         map.insert("davis_copilot", self.enable_davis_copilot.to_string());
+        map.insert(
+            "metrics",
+            self.metrics.as_ref().map_or("off".to_string(), |m| {
+                format!("emf namespace {}", m.namespace())
+            }),
+        );
         map
     }
 }

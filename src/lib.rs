@@ -36,6 +36,7 @@ pub mod identity;
 pub mod lambda;
 pub mod logging;
 pub mod mcp;
+pub mod metrics;
 pub mod secrets;
 pub mod signing;
 pub mod startup;

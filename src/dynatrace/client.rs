@@ -310,6 +310,7 @@ impl DynatraceClient {
                         && wait + Duration::from_millis(200) < deadline.remaining()
                     {
                         retries += 1;
+                        crate::identity::audit::note_retry();
                         tracing::info!(
                             status,
                             wait_ms = wait.as_millis() as u64,

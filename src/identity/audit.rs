@@ -36,6 +36,28 @@ pub struct CallRecord {
     warnings: Mutex<Vec<String>>,
     /// The environments the call used (aliases), set when the call named one or fanned out.
     environments: Mutex<Vec<String>>,
+    /// Requests to Dynatrace sent again after a 429 or 503 (for the metrics).
+    retries: AtomicU64,
+}
+
+tokio::task_local! {
+    /// The record of the tool call this task is running, so code far below the tool (the
+    /// Dynatrace client's retry loop) can report to it. A fan-out's parts run in the same task
+    /// and report to the call's own record.
+    static CURRENT: std::sync::Arc<CallRecord>;
+}
+
+/// Runs `call` with `record` as the current call's record ([`note_retry`]).
+pub async fn scope<F: std::future::Future>(
+    record: std::sync::Arc<CallRecord>,
+    call: F,
+) -> F::Output {
+    CURRENT.scope(record, call).await
+}
+
+/// A request to Dynatrace is being retried: counted on the current call's record, if any.
+pub fn note_retry() {
+    let _ = CURRENT.try_with(|record| record.retries.fetch_add(1, Ordering::Relaxed));
 }
 
 /// The Grail budget counts a call saw ([`crate::tools::budget::record`]).
@@ -61,6 +83,11 @@ impl CallRecord {
 
     pub fn scanned_bytes(&self) -> u64 {
         self.scanned_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Requests to Dynatrace this call sent again ([`note_retry`]).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     pub fn totals(&self) -> Totals {

@@ -212,8 +212,9 @@ impl ServerHandler for McpServer {
         let ctx = ToolContext::new(self.state.clone(), principal.clone(), deadline, cancel);
         let outcome = match self.admit(&ctx, def).await {
             Ok(()) => {
-                environments::dispatch(def, ctx.clone(), request.arguments.unwrap_or_default())
-                    .await
+                let call =
+                    environments::dispatch(def, ctx.clone(), request.arguments.unwrap_or_default());
+                audit::scope(ctx.record.clone(), call).await
             }
             Err(refusal) => Err(refusal),
         };
@@ -255,6 +256,7 @@ impl ServerHandler for McpServer {
                 .insert(WARNINGS_META.to_string(), serde_json::json!(warnings));
             result.meta = Some(meta);
         }
+        let latency = started.elapsed();
         if self.state.settings.identity.audit {
             audit::emit(
                 &audit::Entry {
@@ -262,11 +264,24 @@ impl ServerHandler for McpServer {
                     tool: def.name,
                     outcome,
                     result_bytes,
-                    latency_ms: started.elapsed().as_millis() as u64,
+                    latency_ms: latency.as_millis() as u64,
                     request_id: request_id(&context).as_ref(),
                 },
                 &ctx.record,
             );
+        }
+        if let Some(metrics) = &self.state.settings.metrics {
+            let environment = ctx.record.environments();
+            metrics.record(&crate::metrics::Call {
+                tool: def.name,
+                outcome,
+                principal_class: principal.source.name(),
+                environment: environment.as_deref(),
+                latency_ms: latency.as_secs_f64() * 1000.0,
+                scanned_bytes: ctx.record.scanned_bytes(),
+                result_bytes: result_bytes as u64,
+                upstream_retries: ctx.record.retries(),
+            });
         }
         Ok(result.into())
     }

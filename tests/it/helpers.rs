@@ -51,6 +51,9 @@ pub async fn spawn_on(listener: tokio::net::TcpListener, options: Options) -> Te
         .expect("sandbox starts");
     let addr = listener.local_addr().unwrap();
     let mut source: Source = Source::from_pairs(sandbox.settings_pairs());
+    // In process, EMF records would go to the test runner's own stdout (tests/it/metrics.rs checks
+    // them on the real binary); a test can still turn them on.
+    source.set("MCP_METRICS", "off");
     for (k, v) in options.env {
         source.set(k, v.replace("{addr}", &addr.to_string()));
     }

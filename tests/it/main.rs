@@ -14,6 +14,7 @@ mod hardening;
 mod identity;
 mod idp;
 mod lambda;
+mod metrics;
 mod oauth;
 mod protocol;
 mod reads;
