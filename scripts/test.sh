@@ -9,6 +9,7 @@
 #   3. third-party MCP clients against the real binary (tests/clients/run.sh): the official
 #      Python `mcp` client in both protocol eras over HTTP and stdio, the MCP Inspector CLI, and
 #      the official conformance suite's transport scenarios.
+#   3b. the MCP App results view in headless Chromium (scripts/browser-test.sh; installs Debian's chromium).
 #   4. a one-minute soak of the debug binary (bench/soak.py --ci; the 30-minute run is a documented command).
 #   5. the README's "try it" commands, run as written against `dynatrace-mcp demo`.
 # Usage: scripts/test.sh            (the tools cache defaults to .cache/tools; set DTMCP_TOOLS_DIR to move it)
@@ -37,6 +38,10 @@ step "AWS deployment files (scripts/check-aws.sh)" && scripts/check-aws.sh
 step "third-party MCP clients against the binary"
 cargo build --locked --bin dynatrace-mcp
 tests/clients/run.sh target/debug/dynatrace-mcp
+
+step "the MCP App results view in headless Chromium (fixtures, then real results from the demo server)"
+scripts/browser-test.sh
+scripts/browser-test.sh --demo target/debug/dynatrace-mcp
 
 step "soak, the short version (bench/soak.py --ci: 1 minute at concurrency 16)"
 python3 bench/soak.py --ci --out "$(mktemp -d)"

@@ -82,6 +82,8 @@ pub async fn run_demo(port: u16, over_stdio: bool, environments: usize) -> anyho
             "SLACK_CONNECTION_ID",
             dynatrace_sandbox::DEMO_SLACK_CONNECTION,
         ),
+        // A person reads the demo's terminal: no EMF records there unless asked for.
+        ("MCP_METRICS", "off"),
     ] {
         source.set(key, env.get(key).unwrap_or(default));
     }

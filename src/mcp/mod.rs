@@ -101,6 +101,9 @@ fn publish(def: &ToolDef) -> Tool {
     tool.title = Some(def.title.to_string());
     tool.output_schema = def.output_schema.clone();
     tool.annotations = Some(annotations);
+    if matches!(def.name, "execute_dql" | "list_problems") {
+        tool.meta = Some(resources::results_view_meta());
+    }
     tool
 }
 

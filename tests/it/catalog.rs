@@ -191,13 +191,62 @@ async fn resources_are_listed_and_read_and_unknown_uris_fail() {
         .iter()
         .map(|r| r["uri"].as_str().unwrap())
         .collect();
-    assert_eq!(uris, vec!["dql://reference", "dql://rule"]);
-    for uri in uris {
+    assert_eq!(
+        uris,
+        vec![
+            "dql://reference",
+            "dql://rule",
+            "ui://dynatrace-mcp/results.html"
+        ]
+    );
+    for uri in &uris[..2] {
         let reply = app.rpc("resources/read", json!({"uri": uri})).await;
         let content = &reply.body["result"]["contents"][0];
         assert_eq!(content["mimeType"], "text/markdown");
         assert!(content["text"].as_str().unwrap().contains("```dql"));
     }
+    // The results view (MCP Apps): one HTML document, nothing fetched from the network, and no
+    // `csp` domains declared, so hosts apply their restrictive default.
+    let reply = app
+        .rpc(
+            "resources/read",
+            json!({"uri": "ui://dynatrace-mcp/results.html"}),
+        )
+        .await;
+    let content = &reply.body["result"]["contents"][0];
+    assert_eq!(content["mimeType"], "text/html;profile=mcp-app");
+    assert_eq!(content["_meta"], json!({"ui": {"prefersBorder": true}}));
+    let html = content["text"].as_str().unwrap();
+    assert!(html.starts_with("<!doctype html>") || html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("default-src 'none'"), "the view's own CSP");
+    assert!(
+        html.len() <= 60 * 1024,
+        "the view weighs {} bytes",
+        html.len()
+    );
+    for fetching in [
+        "<script src",
+        "<link rel=\"stylesheet\" href",
+        "fetch(",
+        "XMLHttpRequest",
+        "eval(",
+    ] {
+        assert!(
+            !html.contains(fetching),
+            "the view must not load anything: {fetching}"
+        );
+    }
+    let tools = app.rpc("tools/list", json!({})).await;
+    for tool in tools.body["result"]["tools"].as_array().unwrap() {
+        let meta = &tool["_meta"]["ui"]["resourceUri"];
+        match tool["name"].as_str().unwrap() {
+            "execute_dql" | "list_problems" => {
+                assert_eq!(meta, "ui://dynatrace-mcp/results.html")
+            }
+            other => assert!(meta.is_null(), "{other} names no view"),
+        }
+    }
+
     let reply = app
         .rpc("resources/read", json!({"uri": "dql://nope"}))
         .await;
