@@ -3,6 +3,8 @@
 #
 #   template.yaml     cfn-lint, `sam validate` and `sam validate --lint`, and an explicit check that Runtime and
 #                     Architectures hold allowed values (scripts/check-aws/template_values.py)
+#   monitoring        cfn-lint of ecs/monitoring.yaml; the dashboards and alarms of both templates rendered and
+#                     checked: JSON bodies, widget structure, only metrics the server writes (dashboards.py)
 #   workflows         actionlint on every file in .github/workflows (with shellcheck on their run: scripts)
 #   Dockerfile        hadolint
 #   ecs/              the task definition, service and autoscaling inputs (as committed and as rendered by
@@ -210,6 +212,8 @@ bg_step "template: cfn-lint" cfn-lint template.yaml
 bg_step "template: sam validate" sam validate --region "$REGION" --template template.yaml
 bg_step "template: sam validate --lint" sam validate --lint --region "$REGION" --template template.yaml
 bg_step "template: Runtime/Architectures values" "$PYTHON" scripts/check-aws/template_values.py template.yaml
+bg_step "ecs/monitoring.yaml: cfn-lint" cfn-lint ecs/monitoring.yaml
+bg_step "dashboards and alarms: bodies and metric names" "$PYTHON" scripts/check-aws/dashboards.py template.yaml ecs/monitoring.yaml
 mapfile -t workflows < <(find .github/workflows -name '*.yml' -o -name '*.yaml' | sort)
 bg_step "workflows: actionlint (${#workflows[@]} files)" actionlint "${workflows[@]}"
 bg_step "Dockerfile: hadolint" hadolint --no-color Dockerfile
