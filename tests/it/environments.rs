@@ -843,15 +843,7 @@ async fn no_registry_secret_reaches_a_log_line_or_an_answer() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/mcp");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::helpers::wait_for_port(port).await;
     let mut answers = String::new();
     let calls = [
         ("list_problems", json!({"environment": "*"})),

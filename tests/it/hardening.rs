@@ -244,41 +244,15 @@ fn sigterm(child: &tokio::process::Child) {
     );
 }
 
-async fn serve_binary(
-    sandbox: &dynatrace_sandbox::Sandbox,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(binary())
-        .env_clear()
-        .envs(sandbox.settings_pairs())
-        .envs(env.iter().copied())
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    (child, port)
-}
-
 #[tokio::test]
 async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
     let sandbox = demo_sandbox().await;
-    let (_child, port) = serve_binary(&sandbox, &[("MCP_HEADER_READ_TIMEOUT_SECONDS", "2")]).await;
+    let (_child, port) = serve_binary(
+        &sandbox,
+        &[("MCP_HEADER_READ_TIMEOUT_SECONDS", "2")],
+        std::process::Stdio::null(),
+    )
+    .await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -318,7 +292,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_refuses_new_connections() {
     sandbox.set_query_timing(dynatrace_sandbox::QueryTiming::Duration(
         Duration::from_millis(1500),
     ));
-    let (mut child, port) = serve_binary(&sandbox, &[]).await;
+    let (mut child, port) = serve_binary(&sandbox, &[], std::process::Stdio::null()).await;
     let in_flight = dql_in_background(port);
     tokio::time::sleep(Duration::from_millis(400)).await;
     sigterm(&child);
@@ -512,7 +486,12 @@ async fn requests_past_the_concurrency_limit_are_shed_at_once_with_retry_after()
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503_and_are_closed() {
     let sandbox = demo_sandbox().await;
-    let (_child, port) = serve_binary(&sandbox, &[("MCP_MAX_CONNECTIONS", "2")]).await;
+    let (_child, port) = serve_binary(
+        &sandbox,
+        &[("MCP_MAX_CONNECTIONS", "2")],
+        std::process::Stdio::null(),
+    )
+    .await;
     // serve_binary's readiness probe connected and closed; give the server a moment to notice.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _held: Vec<_> = futures::future::join_all(
@@ -548,7 +527,12 @@ async fn after_the_grace_period_running_queries_are_cancelled_in_grail_before_ex
     sandbox.set_query_timing(dynatrace_sandbox::QueryTiming::Duration(
         Duration::from_secs(20),
     ));
-    let (mut child, port) = serve_binary(&sandbox, &[("MCP_SHUTDOWN_GRACE_SECONDS", "1")]).await;
+    let (mut child, port) = serve_binary(
+        &sandbox,
+        &[("MCP_SHUTDOWN_GRACE_SECONDS", "1")],
+        std::process::Stdio::null(),
+    )
+    .await;
     let in_flight = dql_in_background(port);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = Instant::now();

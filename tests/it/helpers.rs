@@ -168,6 +168,45 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_dynatrace-mcp")
 }
 
+/// Waits (up to 5 s) until something accepts connections on `port` of loopback.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// The real binary, `serve` on a free loopback port, with `sandbox`'s settings and `env` on top,
+/// once it accepts connections; its stderr is dropped and its stdout goes to `stdout`.
+pub async fn serve_binary(
+    sandbox: &Sandbox,
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(binary())
+        .env_clear()
+        .envs(sandbox.settings_pairs())
+        .envs(env.iter().copied())
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_port(port).await;
+    (child, port)
+}
+
 /// At most `max` characters of `text`, for assertion messages.
 pub fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

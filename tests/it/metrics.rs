@@ -12,7 +12,7 @@ use dynatrace_sandbox::{Fault, Route, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{AUTH_TOKEN, binary};
+use crate::helpers::{AUTH_TOKEN, serve_binary};
 
 async fn call(http: &reqwest::Client, port: u16, id: u64, tool: &str, arguments: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -32,33 +32,11 @@ async fn call(http: &reqwest::Client, port: u16, id: u64, tool: &str, arguments:
 
 /// The records `serve` wrote for three calls (a query, a refused query, a problem list whose
 /// first request Dynatrace throttles), with `env`.
-async fn records(env: &[(&str, &str)]) -> (Vec<Value>, String) {
+async fn records(env_extra: &[(&str, &str)]) -> (Vec<Value>, String) {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(binary())
-        .env_clear()
-        .envs(sandbox.settings_pairs())
-        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
-        .envs(env.iter().copied())
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let mut env = vec![("MCP_AUTH_TOKEN", AUTH_TOKEN)];
+    env.extend_from_slice(env_extra);
+    let (child, port) = serve_binary(&sandbox, &env, Stdio::piped()).await;
     let http = reqwest::Client::new();
     let ok = call(
         &http,
