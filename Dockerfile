@@ -40,7 +40,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # ---- base: everything but the files (shared by both targets below) ----
 FROM scratch AS base
-ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# mimalloc, the static binary's allocator: arena memory committed as it is used and freed pages given
+# back at once (7 MiB idle instead of 12, and a flat RSS under load: bench/README.md).
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    MIMALLOC_ARENA_EAGER_COMMIT=0 \
+    MIMALLOC_PURGE_DELAY=0
 # No passwd file is needed for a numeric user; 65532 owns nothing in the image, so it can change nothing.
 USER 65532:65532
 EXPOSE 3000

@@ -110,6 +110,10 @@ musl = load("musl-idle.json")
 if musl:
     p(f"| **RSS idle, static musl binary** (what the image and the x86_64 Lambda zip ship; {human(musl['binary_bytes'])}) | "
       f"{mib(musl['rss_idle_kib'])} ({mib(musl['rss_anon_idle_kib'])} anonymous, {mib(musl['rss_file_idle_kib'])} file-backed) |")
+    if "rss_sustained_kib" in musl:
+        p(f"| **RSS after {musl['sustained_s']} s of sustained load, static musl binary** (the same load as below, "
+          f"{musl['sustained_calls']:,} calls) | {mib(musl['rss_sustained_kib'])} ({mib(musl['rss_anon_sustained_kib'])} "
+          f"anonymous); peak (VmHWM) {mib(musl['hwm_sustained_kib'])} |")
 else:
     p("| **RSS idle, static musl binary** | not measured (no static musl binary: scripts/check-aws.sh builds it) |")
 p(f"| RSS after 500 `tools/list` | {mib(mem['rss_after_500_list_kib'])} |")
@@ -363,7 +367,15 @@ else:
     row("Lambda zip", "≤ 3 MB", "–", not_measured("no Lambda zip: run scripts/check-aws.sh"))
 r = mem["rss_after_dql_kib"]
 row(f"RSS after {mem['dql_calls']:,} `execute_dql`", "≤ 10 MiB", mib(r), r <= 10 * 1024)
-if sus:
+if musl and "rss_sustained_kib" in musl:
+    # `serve` ships in the image, which runs the static musl binary: that is the figure judged.
+    rk = musl["rss_sustained_kib"]
+    row(f"RSS of the HTTP server after {musl['sustained_s']} s of load", "≤ 14 MiB",
+        f"{mib(rk)} (peak {mib(musl['hwm_sustained_kib'])}), static musl binary as the image runs it"
+        + (f"; release build (glibc): {mib(sus['rss_kib'])}" if sus else "")
+        + ("" if musl["sustained_s"] >= 180 else f"; **{musl['sustained_s']} s, not 3 min**"),
+        rk <= 14 * 1024)
+elif sus:
     row(f"RSS of the HTTP server after {sus['seconds']} s of load", "≤ 14 MiB",
         f"{mib(sus['rss_kib'])} (peak {mib(sus['hwm_kib'])})"
         + ("" if sus["seconds"] >= 180 else f"; **{sus['seconds']} s, not 3 min**"),

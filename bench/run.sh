@@ -19,7 +19,8 @@
 #   BENCH_LAMBDA_COLD      Lambda cold starts with the settings read from a local Secrets Manager (moto)
 #                          (default 10, plus one discarded warm-up)
 #   BENCH_SUSTAINED        seconds of the sustained load (tools/list and execute_dql at once, c=16 each)
-#                          after which the server's RSS is read (default 180; --quick: 10)
+#                          after which the server's RSS is read (default 180; --quick: 10); run on the
+#                          release build and again on the static musl binary when there is one
 #   BENCH_BLOAT            1: the crate-size breakdown (cargo bloat; its own build in <target>/bloat, about
 #                          10 minutes the first time); 0: skip it (default 1; --quick: 0)
 #   BENCH_IMAGE            1: when the static musl binary exists, build the container image from it as
@@ -532,10 +533,28 @@ stop_server
 # idle RSS without glibc's shared libraries and PIE relocations.
 if [ -x "$MUSL_BIN" ]; then
   SAVED_BIN=$BIN BIN=$MUSL_BIN
-  start_server musl-idle; sleep 0.5
+  # With the allocator settings the image's ENV gives it (Dockerfile).
+  start_server musl-idle MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0; sleep 0.5
   jq -n --argjson rss "$(status_kib "$SERVER_PID" VmRSS)" --argjson anon "$(status_kib "$SERVER_PID" RssAnon)" \
     --argjson file "$(status_kib "$SERVER_PID" RssFile)" --argjson size "$(stat -c %s "$MUSL_BIN")" \
     '{rss_idle_kib: $rss, rss_anon_idle_kib: $anon, rss_file_idle_kib: $file, binary_bytes: $size}' >"$OUT/musl-idle.json"
+  # What the image runs, under the same sustained load as above: musl's allocator is not glibc's.
+  say "sustained load on the static musl binary: ${SUSTAINED} s of tools/list (c=16) and execute_dql (c=16), then its RSS ..."
+  oha musl-sustained-list "$SERVER_URL" "$TOOLS_LIST" 16 -z "${SUSTAINED}s" -w &
+  p_list=$!
+  oha musl-sustained-dql "$SERVER_URL" "$EXECUTE_DQL" 16 -z "${SUSTAINED}s" -w &
+  p_dql=$!
+  ok=1
+  wait "$p_list" || ok=0
+  wait "$p_dql" || ok=0
+  [ "$ok" = 1 ] || die "the sustained load on the musl binary failed (see $OUT/oha-musl-sustained-*.err)"
+  jq --argjson secs "$SUSTAINED" --argjson rss "$(status_kib "$SERVER_PID" VmRSS)" \
+    --argjson anon "$(status_kib "$SERVER_PID" RssAnon)" --argjson hwm "$(status_kib "$SERVER_PID" VmHWM)" \
+    --slurpfile list "$OUT/oha-musl-sustained-list.json" --slurpfile dql "$OUT/oha-musl-sustained-dql.json" \
+    '. + {sustained_s: $secs, rss_sustained_kib: $rss, rss_anon_sustained_kib: $anon, hwm_sustained_kib: $hwm,
+          sustained_calls: (($list[0].statusCodeDistribution | add // 0) + ($dql[0].statusCodeDistribution | add // 0))}' \
+    "$OUT/musl-idle.json" >"$OUT/musl-idle.tmp" && mv "$OUT/musl-idle.tmp" "$OUT/musl-idle.json"
+  note_foreign "sustained load, musl"
   stop_server
   BIN=$SAVED_BIN
 else

@@ -105,6 +105,12 @@ enum BudgetAction {
     Reset,
 }
 
+/// On musl (the static binary the image ships), mimalloc instead of musl's malloc, under which the
+/// server's memory grew with every call under load (Cargo.toml, bench/README.md).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     dynatrace_mcp::crypto::install();
