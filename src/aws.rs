@@ -49,8 +49,8 @@ fn tls_context() -> TlsContext {
 /// root (the SDK's client would panic on one it does not, so that file is not handed over).
 fn roots_file() -> Option<Vec<u8>> {
     let named = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let path = match named {
-        Some(path) => path,
+    let path = match &named {
+        Some(path) => path.clone(),
         // SSL_CERT_DIR alone names a directory: the native loader is the one that reads those.
         None if std::env::var_os("SSL_CERT_DIR").is_some() => return None,
         None => BUNDLES
@@ -58,8 +58,15 @@ fn roots_file() -> Option<Vec<u8>> {
             .map(std::path::PathBuf::from)
             .find(|p| p.is_file())?,
     };
-    let pem = std::fs::read(&path).ok()?;
-    usable_roots(&pem).then_some(pem)
+    let pem = std::fs::read(&path).ok().filter(|pem| usable_roots(pem));
+    if pem.is_none() && named.is_some() {
+        tracing::warn!(
+            path = %path.display(),
+            "SSL_CERT_FILE is not a readable PEM bundle of root certificates that rustls accepts; \
+             the AWS SDK's client trusts the system's roots instead"
+        );
+    }
+    pem
 }
 
 /// True when the PEM holds at least one certificate and every certificate in it is a valid root.
