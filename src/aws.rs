@@ -22,17 +22,22 @@ const BUNDLES: &[&str] = &[
 
 /// The SDK configuration with our HTTPS client, timeouts and retries.
 pub async fn load(timeouts: TimeoutConfig, retries: RetryConfig) -> aws_config::SdkConfig {
-    crate::crypto::install();
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .tls_context(tls_context())
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(http_client())
         .timeout_config(timeouts)
         .retry_config(retries)
         .load()
         .await
+}
+
+/// The HTTPS client every AWS SDK client of this server uses (the SDK is built without one of its
+/// own): rustls on *ring*, trusting [`roots_file`]'s bundle.
+pub fn http_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    crate::crypto::install();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context())
+        .build_https()
 }
 
 fn tls_context() -> TlsContext {

@@ -16,6 +16,7 @@ use crate::idp::Moto;
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) {
     let config = aws_sdk_secretsmanager::Config::builder()
+        .http_client(dynatrace_mcp::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(&moto.url)

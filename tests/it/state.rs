@@ -25,6 +25,7 @@ use crate::identity::{ALICE_DT, BOB_DT};
 
 async fn create_table(moto: &Moto) {
     let config = aws_sdk_dynamodb::Config::builder()
+        .http_client(dynatrace_mcp::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(&moto.url)
