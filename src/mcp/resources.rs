@@ -20,11 +20,13 @@ pub const APP_MIME: &str = "text/html;profile=mcp-app";
 
 /// `_meta` of a tool whose results the view shows.
 pub fn results_view_meta() -> MetaObject {
-    let serde_json::Value::Object(map) =
-        serde_json::json!({"ui": {"resourceUri": RESULTS_VIEW_URI}})
-    else {
-        unreachable!("a JSON object literal")
-    };
+    ui_meta(serde_json::json!({"resourceUri": RESULTS_VIEW_URI}))
+}
+
+/// `{"ui": ui}`, the MCP Apps extension's key in a `_meta`.
+fn ui_meta(ui: serde_json::Value) -> MetaObject {
+    let mut map = serde_json::Map::new();
+    map.insert("ui".to_string(), ui);
     MetaObject(map)
 }
 
@@ -52,14 +54,10 @@ pub fn read(uri: &str) -> Result<ReadResourceResult, McpError> {
     if uri == RESULTS_VIEW_URI {
         // No `csp` (the host's restrictive default: no connect or resource domains) and no
         // permissions: the view needs neither.
-        let serde_json::Value::Object(meta) = serde_json::json!({"ui": {"prefersBorder": true}})
-        else {
-            unreachable!("a JSON object literal")
-        };
         return Ok(ReadResourceResult::new(vec![
             ResourceContents::text(RESULTS_VIEW, uri)
                 .with_mime_type(APP_MIME)
-                .with_meta(MetaObject(meta)),
+                .with_meta(ui_meta(serde_json::json!({"prefersBorder": true}))),
         ]));
     }
     let text = match uri {

@@ -232,18 +232,6 @@ async fn demo_sandbox() -> dynatrace_sandbox::Sandbox {
         .unwrap()
 }
 
-/// Sends SIGTERM, as ECS does.
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 #[tokio::test]
 async fn a_client_that_sends_its_headers_a_byte_at_a_time_is_cut_off() {
     let sandbox = demo_sandbox().await;

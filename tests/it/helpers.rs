@@ -168,6 +168,31 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_dynatrace-mcp")
 }
 
+/// Sends SIGTERM, as ECS does.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// A JSON-RPC call to `base`'s /mcp with the static token ([`AUTH_TOKEN`]); its answer.
+pub async fn call_with_token(http: &reqwest::Client, base: &str, call: &Value) -> Value {
+    http.post(format!("{base}/mcp"))
+        .header("x-mcp-auth-token", AUTH_TOKEN)
+        .json(call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits (up to 5 s) until something accepts connections on `port` of loopback.
 pub async fn wait_for_port(port: u16) {
     for _ in 0..200 {

@@ -12,22 +12,13 @@ use dynatrace_sandbox::{Fault, Route, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{AUTH_TOKEN, serve_binary};
+use crate::helpers::{AUTH_TOKEN, call_with_token, serve_binary, sigterm};
 
+/// `tools/call` of `tool` with the static token.
 async fn call(http: &reqwest::Client, port: u16, id: u64, tool: &str, arguments: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                       "params": {"name": tool, "arguments": arguments}});
-    http.post(format!("http://127.0.0.1:{port}/mcp"))
-        .bearer_auth(AUTH_TOKEN)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    call_with_token(http, &format!("http://127.0.0.1:{port}"), &body).await
 }
 
 /// The records `serve` wrote for three calls (a query, a refused query, a problem list whose
@@ -72,14 +63,7 @@ async fn records(env_extra: &[(&str, &str)]) -> (Vec<Value>, String) {
     );
 
     // SIGTERM: the server drains and exits, and stdout ends.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
         .await
         .expect("the server exits after SIGTERM")

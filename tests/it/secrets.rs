@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use dynatrace_sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
 use serde_json::json;
 
-use crate::helpers::{AUTH_TOKEN, binary};
+use crate::helpers::{AUTH_TOKEN, binary, call_with_token};
 use crate::idp::Moto;
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) {
@@ -71,23 +71,6 @@ async fn serve_from_secret(moto: &Moto, secret_id: &str) -> (tokio::process::Chi
         "the server started with settings from the secret {secret_id}"
     );
     (server, base)
-}
-
-/// A JSON-RPC call to `base`'s /mcp with the static token; its answer.
-async fn call_with_token(
-    http: &reqwest::Client,
-    base: &str,
-    call: &serde_json::Value,
-) -> serde_json::Value {
-    http.post(format!("{base}/mcp"))
-        .header("x-mcp-auth-token", AUTH_TOKEN)
-        .json(call)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
