@@ -93,6 +93,17 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "DT_DEFAULT_ENVIRONMENT",
     "MCP_METRICS",
     "MCP_METRICS_NAMESPACE",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
 ];
 
 /// A start-up configuration problem: which variable, and what form was expected.
@@ -527,6 +538,9 @@ pub struct Settings {
     pub identity: IdentitySettings,
     /// `MCP_METRICS`, `MCP_METRICS_NAMESPACE`: one EMF record per tool call; `None` when off.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and the other `OTEL_*` exporter variables: OpenTelemetry
+    /// spans over OTLP/HTTP; `None` when off.
+    pub traces: Option<crate::telemetry::TraceSettings>,
 }
 
 impl fmt::Debug for Settings {
@@ -556,6 +570,7 @@ impl fmt::Debug for Settings {
             .field("query_scan_limit_gb", &self.query_scan_limit_gb)
             .field("identity", &self.identity)
             .field("metrics", &self.metrics)
+            .field("traces", &self.traces)
             .finish_non_exhaustive()
     }
 }
@@ -865,6 +880,7 @@ impl Settings {
             confirmation_ttl,
             identity,
             metrics: crate::metrics::Metrics::from_source(source, front_door)?,
+            traces: crate::telemetry::TraceSettings::from_source(source)?,
         })
     }
 
@@ -932,6 +948,12 @@ impl Settings {
             "metrics",
             self.metrics.as_ref().map_or("off".to_string(), |m| {
                 format!("emf namespace {}", m.namespace())
+            }),
+        );
+        map.insert(
+            "traces",
+            self.traces.as_ref().map_or("off".to_string(), |t| {
+                format!("otlp {}", t.endpoint_for_log())
             }),
         );
         map

@@ -146,6 +146,10 @@ impl Endpoint {
 }
 
 async fn mcp_endpoint(State(endpoint): State<Arc<Endpoint>>, request: Request<Body>) -> Response {
+    // With traces on, every request goes through rmcp and the handler, which make its span.
+    if crate::telemetry::tracer().is_some() {
+        return endpoint.rmcp(request).await;
+    }
     match endpoint.tools_list.probe(request).await {
         Err(answer) => answer,
         Ok(fast::Probe::Pass(request)) => endpoint.rmcp(request).await,

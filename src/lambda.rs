@@ -100,8 +100,12 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
                 adapter.call(LambdaEvent::new(request, context))
             }))
             .map_err(|_| invalid_request())?;
-            call.await
-                .map_err(|never: std::convert::Infallible| -> Diagnostic { match never {} })
+            let response = call
+                .await
+                .map_err(|never: std::convert::Infallible| -> Diagnostic { match never {} });
+            // The instance may freeze once the invocation answers: its spans leave first.
+            crate::telemetry::flush().await;
+            response
         }
     });
     lambda_runtime::run(handler).await

@@ -16,6 +16,8 @@
 //! | [`mcp`] | the rmcp adapter: `McpServer`, the tool registry and the one place where errors become tool results |
 //! | [`tools`] | the tools: plain async functions over our own types, one file per tool group |
 //! | [`dynatrace`] | the outbound client: token provider, retries, Grail query execute/poll/cancel/verify |
+//! | [`metrics`] | one CloudWatch EMF record per tool call |
+//! | [`telemetry`] | OpenTelemetry spans over OTLP/HTTP: one per MCP request, one per Dynatrace request, W3C context in and out |
 //! | [`state`] | what every instance must agree on: single-use confirmations, Grail budgets, rate-limit windows; in memory or in one DynamoDB table |
 //!
 //! The simulated Dynatrace tenant is its own crate, `dynatrace-sandbox` (`sandbox/`), re-exported as
@@ -42,6 +44,7 @@ pub mod signing;
 pub mod startup;
 pub mod state;
 pub mod stdio;
+pub mod telemetry;
 
 /// The simulated tenant, with the `sandbox` feature (on by default, off in what ships).
 #[cfg(feature = "sandbox")]

@@ -211,7 +211,25 @@ async fn load(
     }
     log.set_level(settings.log_level, settings.identity.audit);
     tracing::info!(settings = ?settings.summary(), version = dynatrace_mcp::VERSION, "configuration loaded");
+    start_traces(&settings)?;
     Ok((settings, log))
+}
+
+/// Starts the OTLP span exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Its HTTPS client
+/// trusts what Dynatrace calls trust (`DT_CA_BUNDLE` too), and is built on its first export.
+fn start_traces(settings: &Settings) -> anyhow::Result<()> {
+    let Some(traces) = &settings.traces else {
+        return Ok(());
+    };
+    let extra_ca =
+        match &settings.ca_bundle {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("DT_CA_BUNDLE: cannot read {}: {e}", path.display())
+            })?),
+            None => None,
+        };
+    let http = dynatrace_mcp::dynatrace::HttpClient::new(extra_ca.as_deref())?;
+    dynatrace_mcp::telemetry::install(traces, http)
 }
 
 /// Whether the server itself authenticates callers (static token, OAuth, or the gateway's
@@ -330,6 +348,7 @@ async fn serve_until_signal(
     {
         tracing::warn!("a query cancellation did not finish within 5 s; exiting");
     }
+    dynatrace_mcp::telemetry::shutdown().await;
     tracing::info!("every request finished; stopped");
     Ok(())
 }
@@ -358,7 +377,9 @@ async fn wait_for_signal() {
 async fn run_stdio() -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Stdio, LogFormat::Text).await?;
     let state = startup::build_state(settings)?;
-    stdio::serve(state).await
+    let served = stdio::serve(state).await;
+    dynatrace_mcp::telemetry::shutdown().await;
+    served
 }
 
 async fn grail_budget(

@@ -177,6 +177,8 @@ pub struct Recorded {
     /// The bearer token presented, if any.
     pub bearer: Option<String>,
     pub client_context: Option<String>,
+    /// The W3C `traceparent` header, as the platform's own tracing reads it.
+    pub traceparent: Option<String>,
 }
 
 impl Recorded {
@@ -776,6 +778,10 @@ impl Inner {
             bearer,
             client_context: headers
                 .get("dt-client-context")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            traceparent: headers
+                .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         });

@@ -114,6 +114,26 @@ pub enum DynatraceError {
 }
 
 impl DynatraceError {
+    /// A short, stable label (logs, metrics' `Outcome`, a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DynatraceError::Unauthorized { .. } => "unauthorized",
+            DynatraceError::Forbidden { .. } => "forbidden",
+            DynatraceError::NotFound { .. } => "not_found",
+            DynatraceError::BadRequest { .. } => "bad_request",
+            DynatraceError::RateLimited { .. } => "rate_limited",
+            DynatraceError::Upstream { .. } | DynatraceError::UnexpectedStatus { .. } => "upstream",
+            DynatraceError::Timeout { .. } => "timeout",
+            DynatraceError::Network(_) => "network",
+            DynatraceError::Interrupted(_) => "interrupted",
+            DynatraceError::TooLarge { .. } => "too_large",
+            DynatraceError::Decode { .. } => "decode",
+            DynatraceError::TokenRequest { .. } => "token_request",
+            DynatraceError::NoCredential => "no_credential",
+            DynatraceError::CallerTokenRejected { .. } => "caller_token_rejected",
+        }
+    }
+
     /// Builds the error for a non-success status from the platform's error envelope
     /// (`{"error":{"code","message","details"}}`), falling back to the raw body.
     pub fn from_response(

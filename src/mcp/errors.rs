@@ -12,22 +12,7 @@ pub fn kind(error: &ToolError) -> &'static str {
     match error {
         ToolError::InvalidArguments(_) => "invalid_arguments",
         ToolError::Refused(_) => "refused",
-        ToolError::Dynatrace(e) => match e {
-            DynatraceError::Unauthorized { .. } => "unauthorized",
-            DynatraceError::Forbidden { .. } => "forbidden",
-            DynatraceError::NotFound { .. } => "not_found",
-            DynatraceError::BadRequest { .. } => "bad_request",
-            DynatraceError::RateLimited { .. } => "rate_limited",
-            DynatraceError::Upstream { .. } | DynatraceError::UnexpectedStatus { .. } => "upstream",
-            DynatraceError::Timeout { .. } => "timeout",
-            DynatraceError::Network(_) => "network",
-            DynatraceError::Interrupted(_) => "interrupted",
-            DynatraceError::TooLarge { .. } => "too_large",
-            DynatraceError::Decode { .. } => "decode",
-            DynatraceError::TokenRequest { .. } => "token_request",
-            DynatraceError::NoCredential => "no_credential",
-            DynatraceError::CallerTokenRejected { .. } => "caller_token_rejected",
-        },
+        ToolError::Dynatrace(e) => e.kind(),
     }
 }
 

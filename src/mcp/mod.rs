@@ -51,20 +51,22 @@ pub struct McpServer {
     /// Who calls when a request carries no principal: the local user over stdio; nobody (no
     /// tool group) over HTTP, where the front door always attaches one.
     local: Arc<Principal>,
+    /// `network.transport` in traces: `tcp` (HTTP) or `pipe` (stdio).
+    transport: &'static str,
 }
 
 impl McpServer {
     /// The handler of the HTTP front door.
     pub fn new(state: Arc<AppState>) -> Self {
-        Self::with_local(state, Principal::unidentified())
+        Self::with_local(state, Principal::unidentified(), "tcp")
     }
 
     /// The handler of the stdio front door: the caller is the local user.
     pub fn for_stdio(state: Arc<AppState>) -> Self {
-        Self::with_local(state, Principal::stdio())
+        Self::with_local(state, Principal::stdio(), "pipe")
     }
 
-    fn with_local(state: Arc<AppState>, local: Principal) -> Self {
+    fn with_local(state: Arc<AppState>, local: Principal, transport: &'static str) -> Self {
         let published = Arc::new(
             state
                 .tools
@@ -76,7 +78,57 @@ impl McpServer {
             state,
             published,
             local: Arc::new(local),
+            transport,
         }
+    }
+
+    /// Runs `work`, the answer to one MCP request, in that request's span when traces are on
+    /// ([`crate::telemetry`]); else just runs it.
+    async fn traced<T>(
+        &self,
+        method: &str,
+        subject: Subject<'_>,
+        context: &RequestContext<RoleServer>,
+        work: impl Future<Output = Result<T, McpError>>,
+    ) -> Result<T, McpError> {
+        use opentelemetry::trace::FutureExt as _;
+
+        let Some(tracer) = crate::telemetry::tracer() else {
+            return work.await;
+        };
+        let (tool, prompt, resource_uri) = match subject {
+            Subject::None => (None, None, None),
+            Subject::Tool(name) => (Some(name), None, None),
+            Subject::Prompt(name) => (None, Some(name), None),
+            Subject::Resource(uri) => (None, None, Some(uri)),
+        };
+        let cx = crate::telemetry::start_request(
+            tracer,
+            &crate::telemetry::McpRequest {
+                method,
+                target: tool.or(prompt),
+                tool,
+                prompt,
+                resource_uri,
+                request_id: context.id.to_string(),
+                protocol_version: context.protocol_version().map(|v| v.to_string()),
+                transport: self.transport,
+                meta: Some(&context.meta.0.0),
+                headers: context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .map(|parts| &parts.headers),
+            },
+        );
+        let result = work.with_context(cx.clone()).await;
+        crate::telemetry::end_request(
+            &cx,
+            result
+                .as_ref()
+                .err()
+                .map(|e| (e.code.0, e.message.as_ref())),
+        );
+        result
     }
 
     /// The caller of a request: what the HTTP front door identified, else the local user.
@@ -88,6 +140,15 @@ impl McpServer {
             .cloned()
             .unwrap_or_else(|| self.local.clone())
     }
+}
+
+/// What an MCP request names, for its span.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    None,
+    Tool(&'a str),
+    Prompt(&'a str),
+    Resource(&'a str),
 }
 
 /// The `tools/list` form of a tool.
@@ -127,13 +188,35 @@ impl ServerHandler for McpServer {
     async fn on_custom_request(
         &self,
         request: rmcp::model::CustomRequest,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CustomResult, McpError> {
-        Err(McpError::new(
-            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
-            format!("method not found: `{}`", audit::cut(&request.method, 64)),
-            None,
-        ))
+        // An unknown method's name is the caller's: the span is named for none of them.
+        self.traced("_OTHER", Subject::None, &context, async {
+            Err(McpError::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                format!("method not found: `{}`", audit::cut(&request.method, 64)),
+                None,
+            ))
+        })
+        .await
+    }
+
+    /// rmcp's own `initialize` (peer info, version negotiation), in a span.
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, McpError> {
+        self.traced("initialize", Subject::None, &context, async {
+            context.peer.set_peer_info(request.clone());
+            self.negotiate_initialize(&request)
+        })
+        .await
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.traced("ping", Subject::None, &context, async { Ok(()) })
+            .await
     }
 
     /// Only the tools the caller's scopes allow.
@@ -142,46 +225,69 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let groups = self.principal(&context).groups;
-        let tools = self
-            .published
-            .iter()
-            .filter(|(group, _)| groups.contains(*group))
-            .map(|(_, tool)| tool.clone())
-            .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        self.traced("tools/list", Subject::None, &context, async {
+            let groups = self.principal(&context).groups;
+            let tools = self
+                .published
+                .iter()
+                .filter(|(group, _)| groups.contains(*group))
+                .map(|(_, tool)| tool.clone())
+                .collect();
+            Ok(ListToolsResult::with_all_items(tools))
+        })
+        .await
     }
 
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::with_all_items(prompts::list()))
+        self.traced("prompts/list", Subject::None, &context, async {
+            Ok(ListPromptsResult::with_all_items(prompts::list()))
+        })
+        .await
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        prompts::get(&request.name, &request.arguments).map(Into::into)
+        // Only a prompt this server has names the span (`gen_ai.prompt.name` is low-cardinality).
+        let subject = match prompts::list().iter().any(|p| p.name == request.name) {
+            true => Subject::Prompt(&request.name),
+            false => Subject::None,
+        };
+        self.traced("prompts/get", subject, &context, async {
+            prompts::get(&request.name, &request.arguments).map(Into::into)
+        })
+        .await
     }
 
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::with_all_items(resources::list()))
+        self.traced("resources/list", Subject::None, &context, async {
+            Ok(ListResourcesResult::with_all_items(resources::list()))
+        })
+        .await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        resources::read(&request.uri).map(Into::into)
+        self.traced(
+            "resources/read",
+            Subject::Resource(audit::cut(&request.uri, 256).as_ref()),
+            &context,
+            async { resources::read(&request.uri).map(Into::into) },
+        )
+        .await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -196,6 +302,28 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // An unknown tool's name is the caller's: only a tool this server has names the span.
+        let subject = match self.state.tools.get(&request.name) {
+            Some(def) => Subject::Tool(def.name),
+            None => Subject::None,
+        };
+        self.traced(
+            "tools/call",
+            subject,
+            &context,
+            self.run_tool(request, &context),
+        )
+        .await
+    }
+}
+
+impl McpServer {
+    /// `tools/call`: admission, the tool, the answer's budget, then audit and metrics.
+    async fn run_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
         let Some(def) = self.state.tools.get(&request.name) else {
             return Err(McpError::invalid_params(
                 format!(
@@ -205,9 +333,9 @@ impl ServerHandler for McpServer {
                 None,
             ));
         };
-        let principal = self.principal(&context);
+        let principal = self.principal(context);
         let started = Instant::now();
-        let deadline = request_deadline(&context)
+        let deadline = request_deadline(context)
             .unwrap_or_else(|| Deadline::after(self.state.settings.tool_timeout));
         // The call stops when its client goes away or when the server's shutdown grace is over.
         let cancel = self.state.stopping.child_token();
@@ -260,6 +388,13 @@ impl ServerHandler for McpServer {
             result.meta = Some(meta);
         }
         let latency = started.elapsed();
+        let environment = ctx.record.environments();
+        crate::telemetry::annotate_call(
+            outcome,
+            environment.as_deref(),
+            ctx.record.scanned_bytes(),
+            result_bytes,
+        );
         if self.state.settings.identity.audit {
             audit::emit(
                 &audit::Entry {
@@ -268,13 +403,12 @@ impl ServerHandler for McpServer {
                     outcome,
                     result_bytes,
                     latency_ms: latency.as_millis() as u64,
-                    request_id: request_id(&context).as_ref(),
+                    request_id: request_id(context).as_ref(),
                 },
                 &ctx.record,
             );
         }
         if let Some(metrics) = &self.state.settings.metrics {
-            let environment = ctx.record.environments();
             metrics.record(&crate::metrics::Call {
                 tool: def.name,
                 outcome,

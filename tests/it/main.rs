@@ -23,4 +23,5 @@ mod secrets;
 mod state;
 mod stdio;
 mod tools;
+mod traces;
 mod writes;
