@@ -326,6 +326,48 @@ else:
     p(f"| **cold start with Secrets Manager** | {not_measured(lam_cold['not_measured'])} |")
 p("")
 
+# ------------------------------------------------------------------------------ observability
+obs_off = load("cpu-cpu-dql-metrics-off.json")
+obs_traced = load("cpu-cpu-dql-traced.json")
+list_traced = load("cpu-cpu-list-traced.json")
+lam_traced = load("lambda-traced.json")
+if obs_off:
+    p("What the server's own metrics and traces cost (issue 13): sequential calls (c=1) on a fresh server each, "
+      "CPU from /proc (utime+stime, less the idle drift), latency as oha sees it. Metrics: one EMF line per tool "
+      "call on stdout (the default of `serve`); traces: spans to `tests/otlp/receiver.py` on loopback, batched.")
+    p("")
+    p("| | CPU per call | p50 latency | p99 latency |")
+    p("|---|---|---|---|")
+
+    def obs_row(label, c, name):
+        o = oha(name)
+        p(f"| {label} | {c['cpu_ms_per_call']:.4f} ms | {ms(o['p50'], 3)} | {ms(o['p99'], 3)} |")
+
+    obs_row("`execute_dql`, metrics off, traces off", obs_off, "cpu-dql-metrics-off")
+    obs_row("`execute_dql`, metrics on (the default), traces off", cpu_dql, "cpu-dql")
+    if obs_traced:
+        obs_row("`execute_dql`, metrics on, traces on", obs_traced, "cpu-dql-traced")
+        obs_row("`tools/list`, metrics on, traces off (cached answer)", cpu_list, "cpu-list")
+        obs_row("`tools/list`, metrics on, traces on (through rmcp, for its span)", list_traced, "cpu-list-traced")
+    if lam_traced:
+        for body in ("tools_list", "execute_dql"):
+            off, on = li[body], lam_traced["invocation_ms"][body]
+            name = "tools/list" if body == "tools_list" else body
+            p(f"| Lambda invocation `{name}`: traces off → on (spans flushed before the answer) | – | "
+              f"{off['median']:.3f} → {on['median']:.3f} ms | {off['p99']:.3f} → {on['p99']:.3f} ms |")
+    if not obs_traced:
+        p("| traces | not measured (no OTLP receiver: scripts/test-tools.sh python) | | |")
+    p("")
+    otlp = load("otlp-serve.json")
+    if otlp:
+        server_spans = otlp["by_kind"].get("SPAN_KIND_SERVER", 0)
+        p(f"The traced server's requests had {otlp['server_spans_expected']:,} SERVER spans; the receiver got "
+          f"{server_spans:,} of them ({otlp['spans']:,} spans in all, in {otlp['exports']:,} exports)"
+          + ("." if server_spans >= otlp["server_spans_expected"] else
+             f": **{otlp['server_spans_expected'] - server_spans:,} dropped** by the SDK's queue "
+             "(`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048), which makes the traced CPU figure a little low."))
+        p("")
+
 # ------------------------------------------------------------------------------------ targets
 p("Targets of issue 12:")
 p("")

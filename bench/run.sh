@@ -529,6 +529,49 @@ jq -n --argjson idle "$RSS_IDLE" --argjson hwm_idle "$HWM_IDLE" --argjson warm "
     execute_dql_answer_bytes: $dql_bytes}' >"$OUT/memory.json"
 stop_server
 
+# ----------------------------------------------------------------------------- observability cost
+# What the server's own metrics and traces cost per call: the same sequential execute_dql calls (and
+# tools/list, which with traces on no longer takes the cached fast path) on a fresh server with
+# MCP_METRICS=off, and on one exporting spans to tests/otlp/receiver.py (the tools' Python). The main
+# server above ran with the defaults: EMF metrics on, traces off.
+say "observability cost: $DQL_CALLS execute_dql with metrics off, then with traces on (and $LIST_CALLS tools/list) ..."
+start_server obs-metrics-off MCP_METRICS=off
+MAIN_PID=$SERVER_PID MAIN_URL=$SERVER_URL
+mcp "$MAIN_URL" "$EXECUTE_DQL" >/dev/null
+oha warm-obs-off "$MAIN_URL" "$EXECUTE_DQL" 1 -n 200
+per_call cpu-dql-metrics-off "$EXECUTE_DQL" "$DQL_CALLS"
+stop_server
+RECEIVER_PY="$TOOLS_DIR/python/bin/python"
+if [ -x "$RECEIVER_PY" ] && "$RECEIVER_PY" -c 'import opentelemetry.proto' 2>/dev/null; then
+  "$RECEIVER_PY" "$REPO/tests/otlp/receiver.py" >"$OUT/otlp-receiver.out" 2>"$OUT/otlp-receiver.err" &
+  RECEIVER_PID=$!; PIDS+=("$RECEIVER_PID")
+  for _ in $(seq 200); do grep -q '^port ' "$OUT/otlp-receiver.out" 2>/dev/null && break; sleep 0.05; done
+  OTLP_URL="http://127.0.0.1:$(sed -n 's/^port //p' "$OUT/otlp-receiver.out")"
+  [ "$OTLP_URL" != "http://127.0.0.1:" ] || die "the OTLP receiver did not start: $(cat "$OUT/otlp-receiver.err")"
+  start_server obs-traces "OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_URL"
+  MAIN_PID=$SERVER_PID MAIN_URL=$SERVER_URL
+  mcp "$MAIN_URL" "$EXECUTE_DQL" >/dev/null
+  oha warm-obs-traces "$MAIN_URL" "$EXECUTE_DQL" 1 -n 200
+  per_call cpu-dql-traced "$EXECUTE_DQL" "$DQL_CALLS"
+  per_call cpu-list-traced "$TOOLS_LIST" "$LIST_CALLS"
+  stop_server   # SIGTERM: the server sends what is left
+  # Every request of that server had a SERVER span; fewer received means the SDK's queue dropped some.
+  curl -sS "$OTLP_URL/summary" | jq --argjson expected "$((1 + 200 + DQL_CALLS + LIST_CALLS))" \
+    '{spans, exports, by_kind, server_spans_expected: $expected}' >"$OUT/otlp-serve.json"
+  say "Lambda: $LAMBDA_N invocations each of tools/list and execute_dql with traces on (flushed before each answer) ..."
+  OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_URL "$HARNESS" lambda --bin "$BIN" \
+    --event "$REPO/tests/fixtures/lambda/apigw-v2-http.json" --invocations "$LAMBDA_N" \
+    --log "$OUT/server-lambda-traced.log" >"$OUT/lambda-traced.json" 2>"$OUT/lambda-traced.err" \
+    || die "Lambda with traces: $(cat "$OUT/lambda-traced.err")"
+  curl -sS "$OTLP_URL/problems" >"$OUT/otlp-problems.json"
+  jq -e 'length == 0' "$OUT/otlp-problems.json" >/dev/null \
+    || die "the OTLP receiver refused exports: $(cat "$OUT/otlp-problems.json")"
+  kill "$RECEIVER_PID" 2>/dev/null || true; wait "$RECEIVER_PID" 2>/dev/null || true
+else
+  say "no OTLP receiver (scripts/test-tools.sh python installs opentelemetry-proto): the cost of traces is not measured"
+fi
+note_foreign "observability cost"
+
 # The static musl binary the image and the x86_64 Lambda zip ship (scripts/check-aws.sh builds it):
 # idle RSS without glibc's shared libraries and PIE relocations.
 if [ -x "$MUSL_BIN" ]; then

@@ -91,6 +91,7 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
                 context,
             } = event;
             replace_invalid_host(&mut payload);
+            let deadline_ms = context.deadline;
             let request =
                 serde_json::from_value::<LambdaRequest>(payload).map_err(|_| invalid_event())?;
             // lambda_http converts the event inside `call` and panics on some malformed ones (a
@@ -103,8 +104,11 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
             let response = call
                 .await
                 .map_err(|never: std::convert::Infallible| -> Diagnostic { match never {} });
-            // The instance may freeze once the invocation answers: its spans leave first.
-            crate::telemetry::flush().await;
+            // The instance may freeze once the invocation answers: its spans leave first, within
+            // the time the invocation has left.
+            let left =
+                remaining_time(deadline_ms, now_ms()).saturating_sub(Duration::from_millis(300));
+            crate::telemetry::flush(left.min(crate::telemetry::MAX_FLUSH_WAIT)).await;
             response
         }
     });

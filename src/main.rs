@@ -126,6 +126,18 @@ fn main() -> ExitCode {
     };
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let result = runtime.block_on(async move {
+        let result = run(cli, on_lambda).await;
+        // Whatever the path out (a signal, stdin closed, an error): the spans not yet sent go,
+        // within ECS's stop timeout (the grace period took 25 of its 30 s).
+        dynatrace_mcp::telemetry::shutdown(Duration::from_secs(3)).await;
+        result
+    });
+    exit_code(result, on_lambda)
+}
+
+/// The front door the command line and the environment ask for.
+async fn run(cli: Cli, on_lambda: bool) -> anyhow::Result<()> {
+    {
         if on_lambda {
             let result = run_lambda().await;
             if let Err(e) = &result {
@@ -153,7 +165,10 @@ fn main() -> ExitCode {
                 action,
             } => grail_budget(table, environment, action).await,
         }
-    });
+    }
+}
+
+fn exit_code(result: anyhow::Result<()>, on_lambda: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // On Lambda the log is JSON lines (CloudWatch): the reason is one of them.
@@ -348,7 +363,6 @@ async fn serve_until_signal(
     {
         tracing::warn!("a query cancellation did not finish within 5 s; exiting");
     }
-    dynatrace_mcp::telemetry::shutdown().await;
     tracing::info!("every request finished; stopped");
     Ok(())
 }
@@ -377,9 +391,7 @@ async fn wait_for_signal() {
 async fn run_stdio() -> anyhow::Result<()> {
     let (settings, _log) = load(FrontDoor::Stdio, LogFormat::Text).await?;
     let state = startup::build_state(settings)?;
-    let served = stdio::serve(state).await;
-    dynatrace_mcp::telemetry::shutdown().await;
-    served
+    stdio::serve(state).await
 }
 
 async fn grail_budget(

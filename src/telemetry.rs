@@ -17,7 +17,6 @@
 //!
 //! Everything here is a no-op branch when tracing is off ([`tracer`] is `None`).
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,13 +33,72 @@ use crate::config::{ConfigError, Source};
 
 /// `OTEL_EXPORTER_OTLP_*`: where spans go. Header values are secrets (an ingest token): they never
 /// appear in `Debug` or in a message.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct TraceSettings {
     /// The full URL spans are POSTed to (`…/v1/traces`, or the traces endpoint as given).
     endpoint: url::Url,
     headers: Vec<(String, String)>,
     timeout: Duration,
     service_name: String,
+    sampler: SamplerSetting,
+}
+
+/// `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`), checked here so a typo stops the start
+/// instead of silently sampling everything, and honoured from the secret too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SamplerSetting {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedRatio(f64),
+}
+
+impl SamplerSetting {
+    fn from_source(source: &Source) -> Result<Self, ConfigError> {
+        let ratio = || -> Result<f64, ConfigError> {
+            match source.get("OTEL_TRACES_SAMPLER_ARG") {
+                None => Ok(1.0),
+                Some(raw) => match raw.parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                    _ => Err(ConfigError::new(
+                        source.origin("OTEL_TRACES_SAMPLER_ARG"),
+                        "expected the share of traces to keep, from 0 to 1 (e.g. 0.25)",
+                    )),
+                },
+            }
+        };
+        Ok(match source.get("OTEL_TRACES_SAMPLER") {
+            None | Some("parentbased_always_on") => Self::ParentBasedAlwaysOn,
+            Some("always_on") => Self::AlwaysOn,
+            Some("always_off") => Self::AlwaysOff,
+            Some("traceidratio") => Self::Ratio(ratio()?),
+            Some("parentbased_always_off") => Self::ParentBasedAlwaysOff,
+            Some("parentbased_traceidratio") => Self::ParentBasedRatio(ratio()?),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    source.origin("OTEL_TRACES_SAMPLER"),
+                    "expected parentbased_always_on (the default), parentbased_traceidratio, \
+                     parentbased_always_off, always_on, always_off or traceidratio",
+                ));
+            }
+        })
+    }
+
+    fn sampler(self) -> opentelemetry_sdk::trace::Sampler {
+        use opentelemetry_sdk::trace::Sampler;
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::Ratio(r) => Sampler::TraceIdRatioBased(r),
+            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentBasedRatio(r) => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TraceSettings {
@@ -53,6 +111,7 @@ impl std::fmt::Debug for TraceSettings {
             )
             .field("timeout", &self.timeout)
             .field("service_name", &self.service_name)
+            .field("sampler", &self.sampler)
             .finish()
     }
 }
@@ -103,20 +162,36 @@ impl TraceSettings {
             }
             (None, None) => return Ok(None),
         };
-        for key in [
+        // The traces variable wins over the general one, as everywhere in OTEL_EXPORTER_OTLP_*.
+        let protocol = [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Some(protocol) = source.get(key)
-                && protocol != "http/protobuf"
-            {
-                return Err(ConfigError::new(
-                    source.origin(key),
-                    "expected http/protobuf: this server sends OTLP over HTTP with protobuf, which the \
-                     OpenTelemetry Collector (port 4318) and Dynatrace's /api/v2/otlp both take; unset it \
-                     or set http/protobuf",
-                ));
-            }
+        ]
+        .into_iter()
+        .find_map(|key| source.get(key).map(|value| (key, value)));
+        if let Some((key, protocol)) = protocol
+            && protocol != "http/protobuf"
+        {
+            return Err(ConfigError::new(
+                source.origin(key),
+                "expected http/protobuf: this server sends OTLP over HTTP with protobuf, which the \
+                 OpenTelemetry Collector (port 4318) and Dynatrace's /api/v2/otlp both take; unset it \
+                 or set http/protobuf",
+            ));
+        }
+        let compression = [
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ]
+        .into_iter()
+        .find_map(|key| source.get(key).map(|value| (key, value)));
+        if let Some((key, compression)) = compression
+            && compression != "none"
+        {
+            return Err(ConfigError::new(
+                source.origin(key),
+                "expected none: this server sends spans uncompressed (a batch is a few kB); unset it",
+            ));
         }
         let headers = match source
             .get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
@@ -151,11 +226,13 @@ impl TraceSettings {
             .get("OTEL_SERVICE_NAME")
             .unwrap_or(DEFAULT_SERVICE_NAME)
             .to_string();
+        let sampler = SamplerSetting::from_source(source)?;
         Ok(Some(Self {
             endpoint,
             headers,
             timeout,
             service_name,
+            sampler,
         }))
     }
 
@@ -257,10 +334,24 @@ pub fn install(
 ) -> anyhow::Result<()> {
     use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 
+    // The headers are set by our client on every export, after the exporter's own: the exporter
+    // would otherwise lay OTEL_EXPORTER_OTLP_HEADERS from the process environment over the
+    // settings' (which may come from the secret).
+    let headers = settings
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                http::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                http::HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
     let client = OtlpClient {
         http,
         runtime: tokio::runtime::Handle::current(),
         timeout: settings.timeout,
+        headers,
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -268,7 +359,6 @@ pub fn install(
         .with_endpoint(settings.endpoint.as_str())
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_timeout(settings.timeout)
-        .with_headers(settings.headers.iter().cloned().collect::<HashMap<_, _>>())
         .build()
         .map_err(|e| {
             anyhow::anyhow!("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the exporter: {e}")
@@ -288,6 +378,7 @@ pub fn install(
     }
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(settings.sampler.sampler())
         .with_resource(resource.build())
         .build();
     let tracer = provider.tracer(crate::SERVER_NAME);
@@ -295,27 +386,43 @@ pub fn install(
     Ok(())
 }
 
-/// Sends the spans ended so far and waits for the receiver's answer (at most the export
-/// timeout). Lambda calls it before each invocation answers.
-pub async fn flush() {
+/// The longest a Lambda invocation waits for its spans to be sent: a receiver that hangs must not
+/// cost every invocation its export timeout.
+pub const MAX_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends the spans ended so far and waits for the receiver's answer, at most `limit` (and the
+/// export timeout). Lambda calls it before each invocation answers; what misses the limit is sent
+/// while the instance runs next.
+pub async fn flush(limit: Duration) {
     let Some((provider, _)) = TRACER.get() else {
         return;
     };
     let provider = provider.clone();
-    match tokio::task::spawn_blocking(move || provider.force_flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn_export(format_args!("{e}")),
-        Err(_) => {}
+    let flushing = tokio::task::spawn_blocking(move || provider.force_flush());
+    match tokio::time::timeout(limit, flushing).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn_export(format_args!("{e}")),
+        Ok(Err(_)) => {}
+        Err(_) => warn_export(format_args!(
+            "the receiver did not take them within {} ms",
+            limit.as_millis()
+        )),
     }
 }
 
-/// Flushes and stops the exporter (at exit).
-pub async fn shutdown() {
+/// Sends what is left and stops the exporter (at exit), waiting at most `limit`.
+pub async fn shutdown(limit: Duration) {
     let Some((provider, _)) = TRACER.get() else {
         return;
     };
     let provider = provider.clone();
-    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    let stopping = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(limit));
+    if tokio::time::timeout(limit + Duration::from_millis(100), stopping)
+        .await
+        .is_err()
+    {
+        tracing::warn!("spans still unsent at exit were dropped");
+    }
 }
 
 /// At most one export warning a minute: a receiver that is down should not fill the log.
@@ -340,6 +447,8 @@ struct OtlpClient {
     http: std::sync::Arc<crate::dynatrace::HttpClient>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`; values are secrets.
+    headers: http::HeaderMap,
 }
 
 impl std::fmt::Debug for OtlpClient {
@@ -359,9 +468,13 @@ impl opentelemetry_http::HttpClient for OtlpClient {
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let http = self.http.clone();
         let timeout = self.timeout;
+        let headers = self.headers.clone();
         let sent = self.runtime.spawn(async move {
             let client = http.get().await.map_err(|e| e.to_string())?;
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            for (name, value) in &headers {
+                parts.headers.insert(name, value.clone());
+            }
             let url = parts.uri.to_string();
             let mut response = client
                 .request(parts.method, url)
@@ -439,9 +552,8 @@ pub struct McpRequest<'a> {
     pub headers: Option<&'a http::HeaderMap>,
 }
 
-/// Starts the `SERVER` span of an MCP request; `None` when traces are off. The returned context
-/// is the one the request's work runs in (`FutureExt::with_context`).
-pub fn start_request(tracer: &SdkTracer, request: &McpRequest<'_>) -> Context {
+/// Starts the `SERVER` span of an MCP request.
+pub fn start_request(tracer: &SdkTracer, request: &McpRequest<'_>) -> RequestSpan {
     let from_meta = request.meta.and_then(|meta| extract(&MetaCarrier(meta)));
     let from_header = request
         .headers
@@ -486,18 +598,49 @@ pub fn start_request(tracer: &SdkTracer, request: &McpRequest<'_>) -> Context {
         builder = builder.with_links(vec![Link::with_context(link.span().span_context().clone())]);
     }
     let span = builder.start_with_context(tracer, &parent);
-    parent.with_span(span)
+    RequestSpan {
+        cx: parent.with_span(span),
+        ended: false,
+    }
 }
 
-/// Ends an MCP request's span; `error` is the JSON-RPC error (code, message) if it failed.
-pub fn end_request(cx: &Context, error: Option<(i32, &str)>) {
-    let span = cx.span();
-    if let Some((code, message)) = error {
-        span.set_attribute(KeyValue::new("error.type", code.to_string()));
-        span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
-        span.set_status(Status::error(message.to_string()));
+/// An MCP request's span. Dropped without [`RequestSpan::end`] (the client went away and the
+/// request's future was dropped), it ends as `error.type` `cancelled`.
+pub struct RequestSpan {
+    cx: Context,
+    ended: bool,
+}
+
+impl RequestSpan {
+    /// The context the request's work runs in (`FutureExt::with_context`).
+    pub fn context(&self) -> Context {
+        self.cx.clone()
     }
-    span.end();
+
+    /// Ends the span; `error` is the JSON-RPC error (code, message) if the request failed.
+    pub fn end(mut self, error: Option<(i32, &str)>) {
+        let span = self.cx.span();
+        if let Some((code, message)) = error {
+            span.set_attribute(KeyValue::new("error.type", code.to_string()));
+            span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
+            span.set_status(Status::error(message.to_string()));
+        }
+        span.end();
+        self.ended = true;
+    }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        if !self.ended {
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new("error.type", "cancelled"));
+            span.set_status(Status::error(
+                "the request was cancelled before it answered",
+            ));
+            span.end();
+        }
+    }
 }
 
 /// Adds a tool call's own figures to the current MCP span (when traces are on). A tool's error
@@ -725,6 +868,43 @@ mod tests {
             ])
             .is_err()
         );
+        let sampler = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ])
+        .unwrap_err();
+        assert_eq!(sampler.variable, "OTEL_TRACES_SAMPLER_ARG");
+        let typo = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_ratio"),
+        ])
+        .unwrap_err();
+        assert!(typo.problem.contains("parentbased_traceidratio"), "{typo}");
+        let ratio = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(ratio.sampler, SamplerSetting::ParentBasedRatio(0.25));
+
+        // The traces-specific protocol wins over the general one; compression is refused.
+        assert!(
+            settings(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ])
+            .is_ok()
+        );
+        let gzip = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ])
+        .unwrap_err();
+        assert_eq!(gzip.variable, "OTEL_EXPORTER_OTLP_COMPRESSION");
     }
 
     #[test]
@@ -757,14 +937,40 @@ mod tests {
         );
     }
 
+    /// Keeps what the SDK exports (a simple processor exports each span as it ends).
+    #[derive(Debug, Clone, Default)]
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Collect {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn attribute(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
     #[test]
     fn the_meta_context_is_the_parent_and_the_header_a_link() {
-        let provider = SdkTracerProvider::builder().build();
+        let spans = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
         let tracer = provider.tracer("test");
         let meta: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
             r#"{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#,
         )
         .unwrap();
+        let bad: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"traceparent":"00-zz-00-01"}"#).unwrap();
         let mut headers = http::HeaderMap::new();
         headers.insert(
             "traceparent",
@@ -772,34 +978,65 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let request = |meta, headers| McpRequest {
+        let request = |id: &str, meta, headers| McpRequest {
             method: "tools/call",
             target: Some("execute_dql"),
             tool: Some("execute_dql"),
             prompt: None,
             resource_uri: None,
-            request_id: "1".into(),
+            request_id: id.into(),
             protocol_version: None,
             transport: "tcp",
             meta,
             headers,
         };
-        let both = start_request(&tracer, &request(Some(&meta), Some(&headers)));
+        start_request(&tracer, &request("both", Some(&meta), Some(&headers))).end(None);
+        start_request(&tracer, &request("header", None, Some(&headers))).end(None);
+        start_request(&tracer, &request("bad", Some(&bad), None)).end(Some((-32602, "nope")));
+        // Dropped before it answered: the client went away.
+        drop(start_request(&tracer, &request("dropped", None, None)));
+
+        let spans = spans.0.lock().unwrap().clone();
+        let by_id = |id: &str| {
+            spans
+                .iter()
+                .find(|s| attribute(s, "jsonrpc.request.id").as_deref() == Some(id))
+                .unwrap_or_else(|| panic!("no span {id}"))
+        };
+        let both = by_id("both");
+        assert_eq!(both.name, "tools/call execute_dql");
         assert_eq!(
-            both.span().span_context().trace_id().to_string(),
+            both.span_context.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
-        let header_only = start_request(&tracer, &request(None, Some(&headers)));
+        assert_eq!(both.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert!(both.parent_span_is_remote);
+        let links: Vec<_> = both.links.iter().collect();
+        assert_eq!(links.len(), 1);
         assert_eq!(
-            header_only.span().span_context().trace_id().to_string(),
-            "0af7651916cd43dd8448eb211c80319c"
+            links[0].span_context.span_id().to_string(),
+            "b7ad6b7169203331"
         );
-        let neither = start_request(&tracer, &request(None, None));
-        assert!(neither.span().span_context().is_valid());
-        // A malformed traceparent is ignored: a new trace starts.
-        let bad: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"traceparent":"00-zz-00-01"}"#).unwrap();
-        let ignored = start_request(&tracer, &request(Some(&bad), None));
-        assert!(ignored.span().span_context().is_valid());
+        assert_eq!(
+            attribute(both, "gen_ai.operation.name").as_deref(),
+            Some("execute_tool")
+        );
+
+        let header = by_id("header");
+        assert_eq!(header.parent_span_id.to_string(), "b7ad6b7169203331");
+        assert_eq!(header.links.iter().count(), 0);
+
+        // A malformed traceparent is ignored: a new trace, no parent.
+        let bad = by_id("bad");
+        assert_eq!(bad.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+        assert_eq!(attribute(bad, "error.type").as_deref(), Some("-32602"));
+        assert!(matches!(&bad.status, Status::Error { description } if description == "nope"));
+
+        let dropped = by_id("dropped");
+        assert_eq!(
+            attribute(dropped, "error.type").as_deref(),
+            Some("cancelled")
+        );
+        assert!(matches!(dropped.status, Status::Error { .. }));
     }
 }

@@ -342,7 +342,7 @@ fn lambda_event(template: &Value, body: &str) -> Value {
 }
 
 /// The function's command: an environment as Lambda's (nothing of the caller's but the server's
-/// DT_/OAUTH_/MCP_ settings and the AWS endpoint and credentials, if set).
+/// DT_/OAUTH_/MCP_/OTEL_ settings and the AWS endpoint and credentials, if set).
 fn lambda_command(bin: &str, runtime_addr: SocketAddr, log: Stdio) -> Command {
     let mut command = Command::new(bin);
     command
@@ -369,6 +369,7 @@ fn lambda_command(bin: &str, runtime_addr: SocketAddr, log: Stdio) -> Command {
                 | "AWS_REGION"
         );
         if aws
+            || key.starts_with("OTEL_")
             || ((key.starts_with("DT_") || key.starts_with("OAUTH_") || key.starts_with("MCP_"))
                 && key != "MCP_AUTH_TOKEN")
         {

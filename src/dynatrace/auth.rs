@@ -206,22 +206,39 @@ impl TokenProvider {
             form.push(("scope", scopes));
         }
         let started = Instant::now();
-        let response = self
+        let span =
+            crate::telemetry::Outbound::start(&reqwest::Method::POST, self.sso_url.as_str(), 0);
+        let mut builder = self
             .http
             .get()
             .await?
             .post(self.sso_url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
-            .timeout(remaining)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, "SSO token request"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, "SSO token request"))?;
+            .timeout(remaining);
+        if let Some(span) = &span {
+            builder = builder.headers(span.headers());
+        }
+        let sent = async {
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| transport_error(e, "SSO token request"))?;
+            let status = response.status().as_u16();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(e, "SSO token request"))?;
+            Ok::<_, DynatraceError>((status, body))
+        }
+        .await;
+        if let Some(span) = span {
+            span.finish(match &sent {
+                Ok((status, _)) => Ok(*status),
+                Err(e) => Err(e.kind()),
+            });
+        }
+        let (status, body) = sent?;
         if status != 200 {
             let parsed: TokenErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             let error = if parsed.error.is_empty() {

@@ -229,6 +229,8 @@ impl DynatraceClient {
         let url = self.environment.url(&request.path);
         let mut refreshed = false;
         let mut retries = 0;
+        // Every request sent again (after a 429/503 or a token refresh): `http.request.resend_count`.
+        let mut attempt = 0;
         loop {
             let remaining = deadline.remaining();
             if remaining.is_zero() {
@@ -272,7 +274,8 @@ impl DynatraceClient {
                 None => {}
             }
             // The request's span (when traces are on), whose context Dynatrace receives.
-            let span = crate::telemetry::Outbound::start(&request.method, &url, retries);
+            let span = crate::telemetry::Outbound::start(&request.method, &url, attempt);
+            attempt += 1;
             if let Some(span) = &span {
                 builder = builder.headers(span.headers());
             }

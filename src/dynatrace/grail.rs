@@ -497,12 +497,19 @@ impl Drop for QueryGuard {
         };
         tracing::info!("the caller went away while a query was running: cancelling it in Grail");
         let background = client.background().clone();
-        runtime.spawn(background.track_future(async move {
-            let deadline = Deadline::after(Duration::from_secs(5));
-            if let Err(e) = client.query_cancel(&token, &scopes, deadline).await {
-                tracing::warn!(error = %e, "could not cancel an abandoned query");
-            }
-        }));
+        // In the abandoned call's trace (a no-op context when traces are off).
+        let trace = opentelemetry::Context::current();
+        runtime.spawn(
+            background.track_future(opentelemetry::trace::FutureExt::with_context(
+                async move {
+                    let deadline = Deadline::after(Duration::from_secs(5));
+                    if let Err(e) = client.query_cancel(&token, &scopes, deadline).await {
+                        tracing::warn!(error = %e, "could not cancel an abandoned query");
+                    }
+                },
+                trace,
+            )),
+        );
     }
 }
 

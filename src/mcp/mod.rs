@@ -102,7 +102,7 @@ impl McpServer {
             Subject::Prompt(name) => (None, Some(name), None),
             Subject::Resource(uri) => (None, None, Some(uri)),
         };
-        let cx = crate::telemetry::start_request(
+        let span = crate::telemetry::start_request(
             tracer,
             &crate::telemetry::McpRequest {
                 method,
@@ -120,9 +120,8 @@ impl McpServer {
                     .map(|parts| &parts.headers),
             },
         );
-        let result = work.with_context(cx.clone()).await;
-        crate::telemetry::end_request(
-            &cx,
+        let result = work.with_context(span.context()).await;
+        span.end(
             result
                 .as_ref()
                 .err()
@@ -217,6 +216,44 @@ impl ServerHandler for McpServer {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {
         self.traced("ping", Subject::None, &context, async { Ok(()) })
             .await
+    }
+
+    /// rmcp's own answers to the requests below, each in a span.
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, McpError> {
+        self.traced("server/discover", Subject::None, &context, async {
+            Ok(rmcp::model::DiscoverResult::from_server_info(
+                self.supported_protocol_versions().into_owned(),
+                self.get_info(),
+            ))
+        })
+        .await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, McpError> {
+        self.traced("resources/templates/list", Subject::None, &context, async {
+            Ok(rmcp::model::ListResourceTemplatesResult::default())
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        _request: rmcp::model::CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, McpError> {
+        self.traced("completion/complete", Subject::None, &context, async {
+            Err(McpError::method_not_found::<
+                rmcp::model::CompleteRequestMethod,
+            >())
+        })
+        .await
     }
 
     /// Only the tools the caller's scopes allow.

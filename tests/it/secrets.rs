@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::helpers::{AUTH_TOKEN, binary, call_with_token};
 use crate::idp::Moto;
 
-async fn create_secret(moto: &Moto, name: &str, value: &str) {
+pub(crate) async fn create_secret(moto: &Moto, name: &str, value: &str) {
     let config = aws_sdk_secretsmanager::Config::builder()
         .http_client(dynatrace_mcp::aws::http_client())
         .behavior_version(BehaviorVersion::latest())

@@ -11,11 +11,80 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use dynatrace_sandbox::runtime_api::RuntimeApi;
-use dynatrace_sandbox::{Sandbox, SandboxConfig};
+use dynatrace_sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::{AUTH_TOKEN, binary, serve_binary, sigterm};
+use crate::helpers::{AUTH_TOKEN, binary, sigterm, wait_for_port};
+
+/// `serve` on a free port with the sandbox's settings and `env`, its log (stderr) kept.
+async fn serve(sandbox: &Sandbox, env: &[(&str, &str)]) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(binary())
+        .env_clear()
+        .envs(sandbox.settings_pairs())
+        .envs(env.iter().copied())
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_port(port).await;
+    (child, port)
+}
+
+/// A Lambda function (the binary under the Runtime API stand-in) with the sandbox's settings and `env`.
+fn lambda_function(
+    sandbox: &Sandbox,
+    runtime: std::net::SocketAddr,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    tokio::process::Command::new(binary())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
+        .env("MCP_METRICS", "off")
+        .envs(sandbox.settings_pairs())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// An API Gateway v2 event calling execute_dql, with the static token and `traceparent`.
+fn dql_event(id: usize, traceparent: &str) -> Value {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lambda/apigw-v2-http.json"
+    ))
+    .unwrap();
+    let mut event: Value = serde_json::from_str(&fixture).unwrap();
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.remove("content-length");
+    headers.insert(
+        "authorization".into(),
+        json!(format!("Bearer {AUTH_TOKEN}")),
+    );
+    headers.insert("traceparent".into(), json!(traceparent));
+    event["body"] = json!(
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 1"}}})
+        .to_string()
+    );
+    event
+}
 
 /// `tests/otlp/receiver.py`, on a free loopback port.
 struct Receiver {
@@ -131,11 +200,12 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
     let receiver = Receiver::start().await;
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
     let endpoint = receiver.endpoint();
-    let (child, port) = serve_binary(
+    let (child, port) = serve(
         &sandbox,
         &[
             ("MCP_AUTH_TOKEN", AUTH_TOKEN),
             ("MCP_METRICS", "off"),
+            ("MCP_LOG_LEVEL", "debug"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
@@ -143,7 +213,6 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
             ),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-        Stdio::null(),
     )
     .await;
 
@@ -248,9 +317,15 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
 
     // A's client spans: one per Dynatrace request, children of the server span; and Dynatrace
     // received each one's context.
+    // (The SSO token request of this first call is checked below.)
     let clients: Vec<_> = a_spans
         .iter()
-        .filter(|s| s["kind"] == "SPAN_KIND_CLIENT")
+        .filter(|s| {
+            s["kind"] == "SPAN_KIND_CLIENT"
+                && s["attributes"]["url.full"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/platform/"))
+        })
         .collect();
     assert!(!clients.is_empty(), "{a_spans:#?}");
     for client in &clients {
@@ -325,15 +400,99 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
     assert_eq!(e_span["kind"], "SPAN_KIND_SERVER");
     assert_eq!(e_span["attributes"]["jsonrpc.request.id"], "5");
 
-    // The bearer token never reaches a span.
-    assert!(!serde_json::to_string(&spans).unwrap().contains(AUTH_TOKEN));
+    // The first execute_dql fetched an OAuth token from the SSO endpoint: its own CLIENT span.
+    assert!(
+        spans.iter().any(|s| s["kind"] == "SPAN_KIND_CLIENT"
+            && s["attributes"]["url.full"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&sandbox.sso_url()))),
+        "no span for the token request"
+    );
 
-    // SIGTERM: the server flushes what is left and exits.
+    // SIGTERM: the server flushes what is left and exits. No secret reached a span or the log
+    // (at debug level): not the ingest token, the MCP token, nor the Dynatrace client secret.
     sigterm(&child);
-    tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
         .await
         .expect("the server exits after SIGTERM")
         .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("traces"),
+        "the start-up line names the traces setting: {log}"
+    );
+    // (The receiver keeps each export's request headers beside its spans: not part of a span.)
+    let span_data: Vec<Value> = spans
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.as_object_mut().unwrap().remove("headers");
+            s
+        })
+        .collect();
+    let everything = format!("{log}{}", serde_json::to_string(&span_data).unwrap());
+    for secret in ["test-ingest-token", AUTH_TOKEN, DEMO_CLIENT_SECRET] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the tools' Python and moto_server (scripts/test.sh)"]
+async fn the_ingest_header_from_the_secret_wins_over_the_environment() {
+    let receiver = Receiver::start().await;
+    let moto = crate::idp::Moto::start().await;
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let mut secret: serde_json::Map<String, Value> = sandbox
+        .settings_pairs()
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    secret.insert("MCP_AUTH_TOKEN".into(), json!(AUTH_TOKEN));
+    secret.insert(
+        "OTEL_EXPORTER_OTLP_HEADERS".into(),
+        json!("Authorization=Api-Token%20from-the-secret"),
+    );
+    crate::secrets::create_secret(&moto, "mcp/traced", &Value::Object(secret).to_string()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _child = tokio::process::Command::new(binary())
+        .env_clear()
+        .env("DT_SECRET_ID", "mcp/traced")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("MCP_METRICS", "off")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Api-Token%20stale-env",
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_port(port).await;
+    let answer = post(
+        port,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        &[],
+    )
+    .await;
+    assert!(answer["result"]["tools"].is_array(), "{answer}");
+    let spans = receiver
+        .spans_when(|spans| !named(spans, "tools/list").is_empty())
+        .await;
+    assert_eq!(
+        named(&spans, "tools/list")[0]["headers"]["authorization"],
+        "Api-Token from-the-secret"
+    );
 }
 
 #[tokio::test]
@@ -342,45 +501,18 @@ async fn a_lambda_invocation_sends_its_spans_before_it_answers() {
     let receiver = Receiver::start().await;
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
     let (api, runtime_addr) = RuntimeApi::start().await.unwrap();
-    let _child = tokio::process::Command::new(binary())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_REGION", "us-east-1")
-        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
-        .env("MCP_METRICS", "off")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        // The batch timer alone would send nothing for ten minutes: only the flush can.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-        .envs(sandbox.settings_pairs())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/lambda/apigw-v2-http.json"
-    ))
-    .unwrap();
+    let endpoint = receiver.endpoint();
+    // The batch timer alone would send nothing for ten minutes: only the flush can.
+    let _child = lambda_function(
+        &sandbox,
+        runtime_addr,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
     for (i, trace) in [TRACE_A, TRACE_META].into_iter().enumerate() {
-        let mut event: Value = serde_json::from_str(&fixture).unwrap();
-        let headers = event["headers"].as_object_mut().unwrap();
-        headers.remove("content-length");
-        headers.insert(
-            "authorization".into(),
-            json!(format!("Bearer {AUTH_TOKEN}")),
-        );
-        headers.insert("traceparent".into(), json!(traceparent(trace, PARENT_A)));
-        event["body"] = json!(
-            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                   "params": {"name": "execute_dql", "arguments": {"dqlStatement": "fetch logs | limit 1"}}})
-            .to_string()
-        );
+        let event = dql_event(i, &traceparent(trace, PARENT_A));
         let (_, response) = api
             .invoke(&format!("traced-{i}"), event, Duration::from_secs(30))
             .await
@@ -408,6 +540,42 @@ async fn a_lambda_invocation_sends_its_spans_before_it_answers() {
         assert_eq!(server["resource"]["cloud.provider"], "aws");
     }
     assert_eq!(receiver.get("problems").await, json!([]));
+}
+
+#[tokio::test]
+async fn a_receiver_that_hangs_costs_a_lambda_invocation_at_most_the_flush_limit() {
+    // Accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            open.push(stream);
+        }
+    });
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let (api, runtime_addr) = RuntimeApi::start().await.unwrap();
+    let _child = lambda_function(
+        &sandbox,
+        runtime_addr,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    for i in 0..2 {
+        let (took, response) = api
+            .invoke(
+                &format!("hung-{i}"),
+                dql_event(i, &traceparent(TRACE_A, PARENT_A)),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response["statusCode"], 200, "{response}");
+        assert!(
+            took < Duration::from_millis(3500),
+            "invocation {i} took {took:?} with a hung receiver (the flush waits at most 2 s)"
+        );
+    }
+    held.abort();
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ POST /v1/traces  an ExportTraceServiceRequest (Content-Type application/x-protob
 GET  /spans      every span received so far, as JSON (ids in lowercase hex, attributes as plain
                  values, the resource's attributes and the request's headers with each span).
 GET  /problems   what was refused, as a JSON list (empty when all was well).
+GET  /summary    how many spans came, in how many exports, by kind (for the benchmark).
 """
 
 import json
@@ -121,8 +122,11 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(SPANS)
             elif self.path == "/problems":
                 body = json.dumps(PROBLEMS)
-            elif self.path == "/exports":
-                body = json.dumps(EXPORTS)
+            elif self.path == "/summary":
+                kinds = {}
+                for span in SPANS:
+                    kinds[span["kind"]] = kinds.get(span["kind"], 0) + 1
+                body = json.dumps({"spans": len(SPANS), "exports": len(EXPORTS), "by_kind": kinds})
             else:
                 return self.answer(404, b"{}", "application/json")
         self.answer(200, body.encode(), "application/json")
