@@ -206,9 +206,7 @@ impl TokenProvider {
             form.push(("scope", scopes));
         }
         let started = Instant::now();
-        let span =
-            crate::telemetry::Outbound::start(&reqwest::Method::POST, self.sso_url.as_str(), 0);
-        let mut builder = self
+        let builder = self
             .http
             .get()
             .await?
@@ -216,29 +214,19 @@ impl TokenProvider {
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(remaining);
-        if let Some(span) = &span {
-            builder = builder.headers(span.headers());
-        }
-        let sent = async {
-            let response = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(e, "SSO token request"))?;
-            let status = response.status().as_u16();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(e, "SSO token request"))?;
-            Ok::<_, DynatraceError>((status, body))
-        }
-        .await;
-        if let Some(span) = span {
-            span.finish(match &sent {
-                Ok((status, _)) => Ok(*status),
-                Err(e) => Err(e.kind()),
-            });
-        }
-        let (status, body) = sent?;
+        let (status, body) = super::send_traced(
+            builder,
+            (&reqwest::Method::POST, self.sso_url.as_str()),
+            0,
+            "SSO token request",
+            |response| async {
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(e, "SSO token request"))
+            },
+        )
+        .await?;
         if status != 200 {
             let parsed: TokenErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             let error = if parsed.error.is_empty() {

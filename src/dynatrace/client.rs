@@ -273,30 +273,18 @@ impl DynatraceClient {
                 }
                 None => {}
             }
-            // The request's span (when traces are on), whose context Dynatrace receives.
-            let span = crate::telemetry::Outbound::start(&request.method, &url, attempt);
+            let (status, (retry_after, body)) = super::send_traced(
+                builder,
+                (&request.method, &url),
+                attempt,
+                "Dynatrace API call",
+                |response| async {
+                    let retry_after = parse_retry_after(response.headers());
+                    Ok((retry_after, read_capped(response, &request.what).await?))
+                },
+            )
+            .await?;
             attempt += 1;
-            if let Some(span) = &span {
-                builder = builder.headers(span.headers());
-            }
-            let sent = async {
-                let response = builder
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(e, "Dynatrace API call"))?;
-                let status = response.status().as_u16();
-                let retry_after = parse_retry_after(response.headers());
-                let body = read_capped(response, &request.what).await?;
-                Ok::<_, DynatraceError>((status, retry_after, body))
-            }
-            .await;
-            if let Some(span) = span {
-                span.finish(match &sent {
-                    Ok((status, ..)) => Ok(*status),
-                    Err(e) => Err(e.kind()),
-                });
-            }
-            let (status, retry_after, body) = sent?;
             tracing::debug!(method = %request.method, path = %request.path, status, "dynatrace call");
             if (200..=299).contains(&status) {
                 return Ok(ApiResponse { status, body });

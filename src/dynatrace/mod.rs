@@ -108,3 +108,39 @@ impl HttpClient {
         builder
     }
 }
+
+/// Sends `builder` (a request to Dynatrace: `method` `url`) and reads its answer with `read`,
+/// in a `CLIENT` span when traces are on, whose `traceparent` goes with the request. Returns the
+/// status and what `read` made of the response.
+pub(crate) async fn send_traced<T, Fut>(
+    builder: reqwest::RequestBuilder,
+    (method, url): (&reqwest::Method, &str),
+    resend_count: u32,
+    what: &'static str,
+    read: impl FnOnce(reqwest::Response) -> Fut,
+) -> Result<(u16, T), DynatraceError>
+where
+    Fut: std::future::Future<Output = Result<T, DynatraceError>>,
+{
+    let span = crate::telemetry::Outbound::start(method, url, resend_count);
+    let builder = match &span {
+        Some(span) => builder.headers(span.headers()),
+        None => builder,
+    };
+    let sent: Result<(u16, T), DynatraceError> = async {
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| auth::transport_error(e, what))?;
+        let status = response.status().as_u16();
+        Ok((status, read(response).await?))
+    }
+    .await;
+    if let Some(span) = span {
+        span.finish(match &sent {
+            Ok((status, _)) => Ok(*status),
+            Err(e) => Err(e.kind()),
+        });
+    }
+    sent
+}

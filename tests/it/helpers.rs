@@ -213,6 +213,16 @@ pub async fn serve_binary(
     env: &[(&str, &str)],
     stdout: std::process::Stdio,
 ) -> (tokio::process::Child, u16) {
+    serve_binary_with(sandbox, env, stdout, std::process::Stdio::null()).await
+}
+
+/// [`serve_binary`] with its stderr (the log) going to `stderr`.
+pub async fn serve_binary_with(
+    sandbox: &Sandbox,
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -224,7 +234,7 @@ pub async fn serve_binary(
         .envs(env.iter().copied())
         .args(["serve", "--port", &port.to_string()])
         .stdout(stdout)
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -238,4 +248,23 @@ pub fn cut(text: &str, max: usize) -> String {
         None => text.to_string(),
         Some((at, _)) => format!("{}…", &text[..at]),
     }
+}
+
+/// The binary as a Lambda function would start it, under the Runtime API stand-in at `runtime`:
+/// Lambda's variables and the static token, nothing of the caller's environment.
+pub fn lambda_command(runtime: std::net::SocketAddr) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
+        .env("AWS_REGION", "us-east-1")
+        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
+        .kill_on_drop(true);
+    command
 }

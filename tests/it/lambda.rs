@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::helpers::{AUTH_TOKEN, binary};
+use crate::helpers::{AUTH_TOKEN, binary, lambda_command};
 
 /// The event with the auth header added, in each payload format's own place.
 fn with_token(mut event: Value) -> Value {
@@ -77,21 +77,10 @@ async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
     let (api, runtime_addr) = RuntimeApi::start().await.unwrap();
 
-    let mut child = tokio::process::Command::new(binary())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/dynatrace-mcp")
-        .env("AWS_REGION", "us-east-1")
-        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
+    let mut child = lambda_command(runtime_addr)
         .envs(sandbox.settings_pairs())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
 

@@ -15,28 +15,9 @@ use dynatrace_sandbox::{DEMO_CLIENT_SECRET, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::{AUTH_TOKEN, binary, sigterm, wait_for_port};
-
-/// `serve` on a free port with the sandbox's settings and `env`, its log (stderr) kept.
-async fn serve(sandbox: &Sandbox, env: &[(&str, &str)]) -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(binary())
-        .env_clear()
-        .envs(sandbox.settings_pairs())
-        .envs(env.iter().copied())
-        .args(["serve", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_for_port(port).await;
-    (child, port)
-}
+use crate::helpers::{
+    AUTH_TOKEN, binary, lambda_command, serve_binary_with, sigterm, wait_for_port,
+};
 
 /// A Lambda function (the binary under the Runtime API stand-in) with the sandbox's settings and `env`.
 fn lambda_function(
@@ -44,21 +25,12 @@ fn lambda_function(
     runtime: std::net::SocketAddr,
     env: &[(&str, &str)],
 ) -> tokio::process::Child {
-    tokio::process::Command::new(binary())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dynatrace-mcp")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_REGION", "us-east-1")
-        .env("MCP_AUTH_TOKEN", AUTH_TOKEN)
+    lambda_command(runtime)
         .env("MCP_METRICS", "off")
         .envs(sandbox.settings_pairs())
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }
@@ -200,7 +172,7 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
     let receiver = Receiver::start().await;
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
     let endpoint = receiver.endpoint();
-    let (child, port) = serve(
+    let (child, port) = serve_binary_with(
         &sandbox,
         &[
             ("MCP_AUTH_TOKEN", AUTH_TOKEN),
@@ -213,6 +185,8 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
             ),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
+        Stdio::null(),
+        Stdio::piped(),
     )
     .await;
 
