@@ -31,7 +31,11 @@ pub(crate) async fn create_secret(moto: &Moto, name: &str, value: &str) {
         .expect("secret created");
 }
 
-fn command(moto: &Moto, secret_variable: &str, secret_id: &str) -> tokio::process::Command {
+pub(crate) fn command(
+    moto: &Moto,
+    secret_variable: &str,
+    secret_id: &str,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()

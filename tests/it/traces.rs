@@ -432,13 +432,7 @@ async fn the_ingest_header_from_the_secret_wins_over_the_environment() {
         .local_addr()
         .unwrap()
         .port();
-    let _child = tokio::process::Command::new(binary())
-        .env_clear()
-        .env("DT_SECRET_ID", "mcp/traced")
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
+    let _child = crate::secrets::command(&moto, "DT_SECRET_ID", "mcp/traced")
         .env("MCP_METRICS", "off")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
         .env(
@@ -449,7 +443,6 @@ async fn the_ingest_header_from_the_secret_wins_over_the_environment() {
         .args(["serve", "--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     wait_for_port(port).await;
