@@ -37,6 +37,10 @@ pub(super) struct ToolsList {
     /// `None`: every Host (rmcp's allow-list is off).
     allowed_hosts: Option<Vec<(String, Option<u16>)>>,
     max_body: usize,
+    /// `MCP_MAX_REQUEST_BYTES`: the most of a body read here when it turns out longer than its
+    /// `Content-Length` (a Lambda event's header can say anything; hyper holds a connection's body
+    /// to it).
+    max_request_bytes: usize,
     /// (tool groups, the `MCP-Protocol-Version` header as sent) → the `result` of rmcp's answer.
     answers: Mutex<HashMap<(Groups, Option<ProtocolVersion>), Bytes>>,
 }
@@ -75,6 +79,7 @@ impl ToolsList {
             allowed_hosts: allowed_hosts
                 .map(|hosts| hosts.iter().filter_map(|h| authority(h)).collect()),
             max_body: MAX_BODY.min(max_request_bytes),
+            max_request_bytes,
             answers: Mutex::new(HashMap::new()),
         }
     }
@@ -87,16 +92,32 @@ impl ToolsList {
             return Ok(Probe::Pass(request));
         };
         let (parts, body) = request.into_parts();
-        // Content-Length (checked) is at most max_body, and hyper holds the body to it.
-        let bytes = axum::body::to_bytes(body, self.max_body)
-            .await
-            .map_err(|_| {
-                (
+        // Content-Length (checked) is at most max_body, and hyper holds a connection's body to it;
+        // a Lambda event's body is whatever the event holds, so it is read up to the request limit.
+        let bytes = match axum::body::to_bytes(body, self.max_request_bytes).await {
+            Ok(bytes) => bytes,
+            Err(e) if is_length_limit(&e) => {
+                return Err(super::jsonrpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    -32600,
+                    &format!(
+                        "the request body is larger than {} bytes (MCP_MAX_REQUEST_BYTES)",
+                        self.max_request_bytes
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err((
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "failed to read request body",
                 )
-                    .into_response()
-            })?;
+                    .into_response());
+            }
+        };
+        // Longer than it said: no plain tools/list of ours; rmcp reads it as it came.
+        if bytes.len() > self.max_body {
+            return Ok(Probe::Pass(Request::from_parts(parts, Body::from(bytes))));
+        }
         let hit = serde_json::from_slice::<Message>(&bytes)
             .ok()
             .and_then(|m| {
@@ -202,6 +223,18 @@ impl ToolsList {
         };
         Some((groups, version))
     }
+}
+
+/// Whether reading a body failed on its length limit (not on the body itself).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `host[:port]`, lower-cased, brackets of an IPv6 address removed, as rmcp compares them.

@@ -72,6 +72,61 @@ async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
     }
 }
 
+/// A Lambda event's `content-length` header is whatever the event says (API Gateway passes the
+/// client's on): a body longer than it announced is read as it came, and one over
+/// MCP_MAX_REQUEST_BYTES is refused with 413, never a 500.
+#[tokio::test]
+async fn an_event_whose_body_is_longer_than_its_content_length_is_answered() {
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let settings = Settings::from_source(
+        &dynatrace_mcp::config::Source::from_pairs(sandbox.settings_pairs()),
+        FrontDoor::Lambda,
+    )
+    .unwrap();
+    let options =
+        startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
+    let router = dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options);
+    let padding = " ".repeat(2 << 20);
+    for (body, want) in [
+        // Past the 4 KiB a plain tools/list is read for, under the request limit: rmcp answers it.
+        (
+            format!(
+                r#"{{"jsonrpc": "2.0", "id": 7, "method": "tools/list"}}{}"#,
+                " ".repeat(8192)
+            ),
+            200,
+        ),
+        (
+            format!(r#"{{"jsonrpc": "2.0", "id": 7, "method": "tools/list"}}{padding}"#),
+            413,
+        ),
+    ] {
+        let mut event: Value = serde_json::from_str(&fixture("apigw-v2-http")).unwrap();
+        event["headers"]["content-length"] = json!("5");
+        event["body"] = json!(body);
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = router
+            .clone()
+            .oneshot(lambda::prepare(request))
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(
+            status,
+            want,
+            "{}",
+            dynatrace_mcp::identity::audit::cut(&answer, 300)
+        );
+        if want == 200 {
+            assert!(answer.contains("execute_dql"), "{answer}");
+        } else {
+            assert!(answer.contains("MCP_MAX_REQUEST_BYTES"), "{answer}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_binary_runs_as_a_lambda_function_for_every_front_door() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
