@@ -678,6 +678,21 @@ pub fn annotate_call(
     ));
 }
 
+/// The trace and span id of the current span (lowercase hex), when traces are on: the audit line
+/// carries them, so a log line leads to its trace.
+pub fn current_ids() -> Option<(String, String)> {
+    tracer()?;
+    let cx = Context::current();
+    let span = cx.span();
+    let context = span.span_context();
+    context.is_valid().then(|| {
+        (
+            context.trace_id().to_string(),
+            context.span_id().to_string(),
+        )
+    })
+}
+
 /// The `CLIENT` span of one Dynatrace HTTP request, child of the current context.
 pub struct Outbound {
     cx: Context,

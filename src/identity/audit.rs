@@ -170,6 +170,8 @@ pub struct Entry<'a> {
 
 pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
     let p = entry.principal;
+    // With traces on, the call's own span: the line leads to its trace.
+    let ids = crate::telemetry::current_ids();
     tracing::info!(
         target: "audit",
         principal = %p.subject,
@@ -186,6 +188,8 @@ pub fn emit(entry: &Entry<'_>, record: &CallRecord) {
         latency_ms = entry.latency_ms,
         request_id = entry.request_id.map(|r| r.id.as_str()),
         client_request_id = entry.request_id.and_then(|r| r.client.as_deref()),
+        trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
+        span_id = ids.as_ref().map(|(_, span)| span.as_str()),
         "tool call"
     );
 }

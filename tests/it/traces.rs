@@ -395,6 +395,13 @@ async fn serve_exports_a_span_per_mcp_request_and_per_dynatrace_request() {
         log.contains("traces"),
         "the start-up line names the traces setting: {log}"
     );
+    // The audit line of call A names its trace and its server span.
+    let audit_a = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["target"] == "audit" && line["trace_id"] == TRACE_A)
+        .unwrap_or_else(|| panic!("no audit line with trace_id {TRACE_A}: {log}"));
+    assert_eq!(audit_a["span_id"], server["span_id"], "{audit_a}");
     // (The receiver keeps each export's request headers beside its spans: not part of a span.)
     let span_data: Vec<Value> = spans
         .iter()
