@@ -37,9 +37,8 @@ fn fixture(name: &str) -> String {
     .expect("fixture exists")
 }
 
-#[tokio::test]
-async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
-    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+/// The Router as the Lambda front door builds it, against `sandbox`, in process.
+fn lambda_router(sandbox: &Sandbox) -> axum::Router {
     let settings = Settings::from_source(
         &dynatrace_mcp::config::Source::from_pairs(sandbox.settings_pairs()),
         FrontDoor::Lambda,
@@ -47,7 +46,13 @@ async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
     .unwrap();
     let options =
         startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
-    let router = dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options);
+    dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options)
+}
+
+#[tokio::test]
+async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
+    let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
+    let router = lambda_router(&sandbox);
     for name in FIXTURES {
         let request =
             lambda_http::request::from_str(&fixture(name)).expect("lambda_http parses the event");
@@ -78,14 +83,7 @@ async fn every_front_door_event_reaches_the_mcp_endpoint_in_process() {
 #[tokio::test]
 async fn an_event_whose_body_is_longer_than_its_content_length_is_answered() {
     let sandbox = Sandbox::start(SandboxConfig::demo()).await.unwrap();
-    let settings = Settings::from_source(
-        &dynatrace_mcp::config::Source::from_pairs(sandbox.settings_pairs()),
-        FrontDoor::Lambda,
-    )
-    .unwrap();
-    let options =
-        startup::http_options(&settings, FrontDoor::Lambda, None, CancellationToken::new());
-    let router = dynatrace_mcp::http::router(startup::build_state(settings).unwrap(), options);
+    let router = lambda_router(&sandbox);
     let padding = " ".repeat(2 << 20);
     for (body, want) in [
         // Past the 4 KiB a plain tools/list is read for, under the request limit: rmcp answers it.
