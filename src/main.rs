@@ -137,34 +137,32 @@ fn main() -> ExitCode {
 
 /// The front door the command line and the environment ask for.
 async fn run(cli: Cli, on_lambda: bool) -> anyhow::Result<()> {
-    {
-        if on_lambda {
-            let result = run_lambda().await;
-            if let Err(e) = &result {
-                lambda::report_init_error(&format!("{e:#}")).await;
-            }
-            return result;
+    if on_lambda {
+        let result = run_lambda().await;
+        if let Err(e) = &result {
+            lambda::report_init_error(&format!("{e:#}")).await;
         }
-        match cli.command.unwrap_or(Command::Stdio) {
-            Command::Serve { host, port } => run_serve(SocketAddr::new(host, port)).await,
-            Command::Stdio => run_stdio().await,
-            Command::Demo {
-                port,
-                stdio,
-                environments,
-            } => demo::run_demo(port, stdio, environments as usize).await,
-            Command::Healthcheck { port } => healthcheck(port).await,
-            Command::Sandbox {
-                port,
-                latency_ms,
-                tenant,
-            } => demo::run_sandbox(port, latency_ms, tenant as usize).await,
-            Command::GrailBudget {
-                table,
-                environment,
-                action,
-            } => grail_budget(table, environment, action).await,
-        }
+        return result;
+    }
+    match cli.command.unwrap_or(Command::Stdio) {
+        Command::Serve { host, port } => run_serve(SocketAddr::new(host, port)).await,
+        Command::Stdio => run_stdio().await,
+        Command::Demo {
+            port,
+            stdio,
+            environments,
+        } => demo::run_demo(port, stdio, environments as usize).await,
+        Command::Healthcheck { port } => healthcheck(port).await,
+        Command::Sandbox {
+            port,
+            latency_ms,
+            tenant,
+        } => demo::run_sandbox(port, latency_ms, tenant as usize).await,
+        Command::GrailBudget {
+            table,
+            environment,
+            action,
+        } => grail_budget(table, environment, action).await,
     }
 }
 
@@ -226,25 +224,7 @@ async fn load(
     }
     log.set_level(settings.log_level, settings.identity.audit);
     tracing::info!(settings = ?settings.summary(), version = dynatrace_mcp::VERSION, "configuration loaded");
-    start_traces(&settings)?;
     Ok((settings, log))
-}
-
-/// Starts the OTLP span exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Its HTTPS client
-/// trusts what Dynatrace calls trust (`DT_CA_BUNDLE` too), and is built on its first export.
-fn start_traces(settings: &Settings) -> anyhow::Result<()> {
-    let Some(traces) = &settings.traces else {
-        return Ok(());
-    };
-    let extra_ca =
-        match &settings.ca_bundle {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!("DT_CA_BUNDLE: cannot read {}: {e}", path.display())
-            })?),
-            None => None,
-        };
-    let http = dynatrace_mcp::dynatrace::HttpClient::new(extra_ca.as_deref())?;
-    dynatrace_mcp::telemetry::install(traces, http)
 }
 
 /// Whether the server itself authenticates callers (static token, OAuth, or the gateway's

@@ -55,6 +55,10 @@ pub fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         None => None,
     };
     let http = crate::dynatrace::HttpClient::new(extra_ca.as_deref())?;
+    // Spans go out through the same client (its roots, DT_CA_BUNDLE, proxy).
+    if let Some(traces) = &settings.traces {
+        crate::telemetry::install(traces, http.clone())?;
+    }
     let environments = Environments::build(&settings, http.clone(), extra_ca.as_deref())?;
     let signer = match (&settings.signing_key, &settings.credentials) {
         (Some(key), _) => Signer::new(key.expose_secret().as_bytes()),

@@ -150,27 +150,26 @@ impl TraceSettings {
                 ));
             }
         }
-        let endpoint = match (
-            source.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            source.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        let endpoint = match traces_or_general(
+            source,
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ],
         ) {
-            (Some(traces), _) => {
-                parse_endpoint(source, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces, false)?
+            // A base endpoint (the general variable) gets /v1/traces; the traces one is taken whole.
+            Some((key, raw)) => {
+                parse_endpoint(source, key, raw, key == "OTEL_EXPORTER_OTLP_ENDPOINT")?
             }
-            (None, Some(base)) => {
-                parse_endpoint(source, "OTEL_EXPORTER_OTLP_ENDPOINT", base, true)?
-            }
-            (None, None) => return Ok(None),
+            None => return Ok(None),
         };
-        // The traces variable wins over the general one, as everywhere in OTEL_EXPORTER_OTLP_*.
-        let protocol = [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ]
-        .into_iter()
-        .find_map(|key| source.get(key).map(|value| (key, value)));
-        if let Some((key, protocol)) = protocol
-            && protocol != "http/protobuf"
+        if let Some((key, protocol)) = traces_or_general(
+            source,
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ],
+        ) && protocol != "http/protobuf"
         {
             return Err(ConfigError::new(
                 source.origin(key),
@@ -179,28 +178,26 @@ impl TraceSettings {
                  or set http/protobuf",
             ));
         }
-        let compression = [
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ]
-        .into_iter()
-        .find_map(|key| source.get(key).map(|value| (key, value)));
-        if let Some((key, compression)) = compression
-            && compression != "none"
+        if let Some((key, compression)) = traces_or_general(
+            source,
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ],
+        ) && compression != "none"
         {
             return Err(ConfigError::new(
                 source.origin(key),
                 "expected none: this server sends spans uncompressed (a batch is a few kB); unset it",
             ));
         }
-        let headers = match source
-            .get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-            .map(|h| ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", h))
-            .or_else(|| {
-                source
-                    .get("OTEL_EXPORTER_OTLP_HEADERS")
-                    .map(|h| ("OTEL_EXPORTER_OTLP_HEADERS", h))
-            }) {
+        let headers = match traces_or_general(
+            source,
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ],
+        ) {
             Some((key, raw)) => parse_headers(raw)
                 .map_err(|problem| ConfigError::new(source.origin(key), problem))?,
             None => Vec::new(),
@@ -243,6 +240,16 @@ impl TraceSettings {
         url.set_fragment(None);
         url.to_string()
     }
+}
+
+/// The first of `[traces, general]` that is set, and its value: the traces variable wins over the
+/// general one, as everywhere in `OTEL_EXPORTER_OTLP_*`.
+fn traces_or_general<'a>(
+    source: &'a Source,
+    keys: [&'static str; 2],
+) -> Option<(&'static str, &'a str)> {
+    keys.into_iter()
+        .find_map(|key| source.get(key).map(|value| (key, value)))
 }
 
 /// An OTLP/HTTP endpoint: `http(s)://host[:port][/path]`, no user name or password (put a token
@@ -327,7 +334,7 @@ pub fn tracer() -> Option<&'static SdkTracer> {
 }
 
 /// Starts the exporter. Spans are sent by `http` on the current tokio runtime. Called once, by
-/// the binary's start-up; a second call keeps the first tracer.
+/// `startup::build_state`; a second call keeps the first tracer.
 pub fn install(
     settings: &TraceSettings,
     http: std::sync::Arc<crate::dynatrace::HttpClient>,
@@ -347,9 +354,11 @@ pub fn install(
             ))
         })
         .collect();
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| anyhow::anyhow!("traces: the exporter needs the async runtime"))?;
     let client = OtlpClient {
         http,
-        runtime: tokio::runtime::Handle::current(),
+        runtime,
         timeout: settings.timeout,
         headers,
     };
@@ -537,8 +546,6 @@ impl Extractor for MetaCarrier<'_> {
 /// What an MCP request span is made from.
 pub struct McpRequest<'a> {
     pub method: &'a str,
-    /// The tool or prompt name.
-    pub target: Option<&'a str>,
     pub tool: Option<&'a str>,
     pub prompt: Option<&'a str>,
     pub resource_uri: Option<&'a str>,
@@ -563,7 +570,8 @@ pub fn start_request(tracer: &SdkTracer, request: &McpRequest<'_>) -> RequestSpa
         (None, Some(header)) => (header, None),
         (None, None) => (Context::new(), None),
     };
-    let name = match request.target {
+    // The span's target: the tool or the prompt.
+    let name = match request.tool.or(request.prompt) {
         Some(target) => format!("{} {target}", request.method),
         None => request.method.to_string(),
     };
@@ -995,7 +1003,6 @@ mod tests {
         );
         let request = |id: &str, meta, headers| McpRequest {
             method: "tools/call",
-            target: Some("execute_dql"),
             tool: Some("execute_dql"),
             prompt: None,
             resource_uri: None,

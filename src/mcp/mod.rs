@@ -106,7 +106,6 @@ impl McpServer {
             tracer,
             &crate::telemetry::McpRequest {
                 method,
-                target: tool.or(prompt),
                 tool,
                 prompt,
                 resource_uri,
@@ -291,8 +290,11 @@ impl ServerHandler for McpServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        // Only a prompt this server has names the span (`gen_ai.prompt.name` is low-cardinality).
-        let subject = match prompts::list().iter().any(|p| p.name == request.name) {
+        // Only a prompt this server has names the span (`gen_ai.prompt.name` is low-cardinality);
+        // the list is looked at only when there is a span to name.
+        let known = crate::telemetry::tracer().is_some()
+            && prompts::list().iter().any(|p| p.name == request.name);
+        let subject = match known {
             true => Subject::Prompt(&request.name),
             false => Subject::None,
         };
@@ -339,29 +341,29 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let def = self.state.tools.get(&request.name);
         // An unknown tool's name is the caller's: only a tool this server has names the span.
-        let subject = match self.state.tools.get(&request.name) {
-            Some(def) => Subject::Tool(def.name),
-            None => Subject::None,
-        };
+        let subject = def.map_or(Subject::None, |def| Subject::Tool(def.name));
         self.traced(
             "tools/call",
             subject,
             &context,
-            self.run_tool(request, &context),
+            self.run_tool(def, request, &context),
         )
         .await
     }
 }
 
 impl McpServer {
-    /// `tools/call`: admission, the tool, the answer's budget, then audit and metrics.
+    /// `tools/call` of `def` (`None`: no tool of that name): admission, the tool, the answer's
+    /// budget, then audit and metrics.
     async fn run_tool(
         &self,
+        def: Option<&ToolDef>,
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let Some(def) = self.state.tools.get(&request.name) else {
+        let Some(def) = def else {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool `{}`: call tools/list for the tools this server offers",
